@@ -1,0 +1,202 @@
+//! The apply step: turns committed Raft entries into key-value state. Each batch of
+//! entries is applied in one sled transaction that also records the last applied
+//! index, so after a crash the entries after that index are applied again, once.
+
+use std::sync::Arc;
+
+use raft::prelude::{Entry, EntryType};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::{Batch, Transactional};
+
+use crate::codec::{self, Command, KvRecord, Request};
+use crate::disk::{self, APPLIED_INDEX, COMPACTED, REVISION, fatal};
+use crate::mvcc::{self, KvAccess};
+use crate::shared::Shared;
+use crate::{Revision, StoreError, TxnResponse};
+
+/// Revision of an empty store, as in etcd.
+pub(crate) const FIRST_REVISION: Revision = 1;
+
+/// What a proposer gets back once its entry is applied.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Txn(TxnResponse),
+    Compacted,
+}
+
+pub(crate) type Applied = Vec<(u64, Result<Outcome, StoreError>)>;
+
+/// The applied state, as last committed to sled.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AppliedState {
+    pub index: u64,
+    pub revision: Revision,
+    pub compacted: Revision,
+}
+
+impl AppliedState {
+    pub fn load(meta: &sled::Tree) -> Result<AppliedState, StoreError> {
+        Ok(AppliedState {
+            index: disk::read_u64(meta, APPLIED_INDEX, 0)?,
+            revision: disk::read_u64(meta, REVISION, FIRST_REVISION as u64)? as Revision,
+            compacted: disk::read_u64(meta, COMPACTED, 0)? as Revision,
+        })
+    }
+}
+
+pub(crate) struct StateMachine {
+    shared: Arc<Shared>,
+    state: AppliedState,
+}
+
+impl StateMachine {
+    pub fn new(shared: Arc<Shared>, state: AppliedState) -> Result<StateMachine, StoreError> {
+        let machine = StateMachine { shared, state };
+        // A crash may have cut the removal of compacted events short; finish it.
+        machine.remove_events_through(state.compacted)?;
+        Ok(machine)
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.state.index
+    }
+
+    /// Applies `entries` (in log order) and returns each request's outcome. Stops the
+    /// process if sled cannot commit: the caller has no way to continue truthfully.
+    pub fn apply(&mut self, entries: &[Entry]) -> Applied {
+        let fresh: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.index > self.state.index)
+            .collect();
+        let Some(last) = fresh.last() else {
+            return Vec::new();
+        };
+        let last_index = last.index;
+        let requests: Vec<Request> = fresh
+            .iter()
+            .filter_map(|entry| decode_entry(entry))
+            .collect();
+
+        let trees = &self.shared.trees;
+        let before = self.state;
+        let gate = self.shared.write_gate();
+        let committed =
+            (&trees.kv, &trees.events, &trees.meta).transaction(|(kv, events, meta)| {
+                let mut state = before;
+                let mut outcomes = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    let outcome = match &request.command {
+                        Command::Txn(txn) => {
+                            let done = mvcc::execute(txn, state.revision, &TxKv(kv))?;
+                            if !done.events.is_empty() {
+                                events.insert(
+                                    &codec::revision_key(done.response.revision),
+                                    codec::encode_events(&done.events),
+                                )?;
+                            }
+                            state.revision = done.response.revision;
+                            Ok(Outcome::Txn(done.response))
+                        }
+                        Command::Compact(revision) => compact(&mut state, *revision),
+                    };
+                    outcomes.push((request.id, outcome));
+                }
+                state.index = last_index;
+                meta.insert(APPLIED_INDEX, &state.index.to_be_bytes())?;
+                meta.insert(REVISION, &state.revision.to_be_bytes())?;
+                meta.insert(COMPACTED, &state.compacted.to_be_bytes())?;
+                Ok((state, outcomes))
+            });
+        let (state, outcomes) = match committed {
+            Ok(done) => done,
+            Err(error) => fatal(
+                &format!("applying raft entries through index {last_index}"),
+                &error,
+            ),
+        };
+        self.state = state;
+        self.shared.publish(state.revision, state.compacted);
+        drop(gate);
+
+        if state.compacted > before.compacted
+            && let Err(error) = self.remove_events_through(state.compacted)
+        {
+            fatal("removing compacted history", &error);
+        }
+        outcomes
+    }
+
+    fn remove_events_through(&self, revision: Revision) -> Result<(), StoreError> {
+        let events = &self.shared.trees.events;
+        let end = codec::revision_key(revision);
+        loop {
+            let mut batch = Batch::default();
+            let mut count = 0;
+            for key in events.range(..=end).keys().take(1024) {
+                batch.remove(key.map_err(StoreError::sled("listing compacted history"))?);
+                count += 1;
+            }
+            if count == 0 {
+                return Ok(());
+            }
+            events
+                .apply_batch(batch)
+                .map_err(StoreError::sled("removing compacted history"))?;
+        }
+    }
+}
+
+fn compact(state: &mut AppliedState, revision: Revision) -> Result<Outcome, StoreError> {
+    if revision > state.revision {
+        return Err(StoreError::FutureRevision {
+            requested: revision,
+            current: state.revision,
+        });
+    }
+    state.compacted = state.compacted.max(revision);
+    Ok(Outcome::Compacted)
+}
+
+/// The request in a normal entry; `None` for the empty entry a new leader appends.
+fn decode_entry(entry: &Entry) -> Option<Request> {
+    match entry.get_entry_type() {
+        EntryType::EntryNormal if entry.get_data().is_empty() => None,
+        EntryType::EntryNormal => match codec::decode_request(entry.get_data()) {
+            Ok(request) => Some(request),
+            Err(error) => fatal(
+                &format!("decoding raft entry {} (the log is corrupt)", entry.index),
+                &error,
+            ),
+        },
+        // Only this process proposes, and it never proposes membership changes yet.
+        other => fatal(
+            &format!("applying raft entry {}", entry.index),
+            &StoreError::codec("raft entry", format!("{other:?} is not supported yet")),
+        ),
+    }
+}
+
+struct TxKv<'a>(&'a TransactionalTree);
+
+impl KvAccess for TxKv<'_> {
+    type Error = ConflictableTransactionError<StoreError>;
+
+    fn get(&self, key: &str) -> Result<Option<KvRecord>, Self::Error> {
+        match self.0.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => codec::decode_kv(&bytes)
+                .map(Some)
+                .map_err(ConflictableTransactionError::Abort),
+        }
+    }
+
+    fn put(&self, key: &str, record: &KvRecord) -> Result<(), Self::Error> {
+        self.0.insert(key.as_bytes(), codec::encode_kv(record))?;
+        Ok(())
+    }
+
+    fn remove(&self, key: &str) -> Result<(), Self::Error> {
+        self.0.remove(key.as_bytes())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! What the apply step publishes and readers (get, range, watch) read.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::watch;
+
+use crate::Revision;
+use crate::disk::Trees;
+
+pub(crate) struct Shared {
+    pub trees: Trees,
+    /// Held for writing while a batch of entries is applied and its revision published,
+    /// and for reading by `get`/`range`: sled iterators may otherwise see half of a
+    /// multi-key transaction, and a range must match the revision it reports.
+    gate: RwLock<()>,
+    /// The latest applied revision; watchers wait on changes to it.
+    revision: watch::Sender<Revision>,
+    /// History at or below this revision is gone. Raised *before* events are removed,
+    /// so a watcher that re-checks it after reading never mistakes a hole for quiet.
+    compacted: AtomicI64,
+}
+
+impl Shared {
+    pub fn new(trees: Trees, revision: Revision, compacted: Revision) -> Shared {
+        Shared {
+            trees,
+            gate: RwLock::new(()),
+            revision: watch::Sender::new(revision),
+            compacted: AtomicI64::new(compacted),
+        }
+    }
+
+    pub fn revision(&self) -> Revision {
+        *self.revision.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.revision.subscribe()
+    }
+
+    pub fn compacted(&self) -> Revision {
+        self.compacted.load(Ordering::SeqCst)
+    }
+
+    pub fn read_gate(&self) -> RwLockReadGuard<'_, ()> {
+        // A poisoned gate only means a reader panicked; the data it guards is in sled.
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write_gate(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by the apply step with the write gate held.
+    pub fn publish(&self, revision: Revision, compacted: Revision) {
+        self.compacted.fetch_max(compacted, Ordering::SeqCst);
+        self.revision.send_if_modified(|current| {
+            let changed = *current != revision;
+            *current = revision;
+            changed
+        });
+    }
+}

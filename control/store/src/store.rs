@@ -1,0 +1,198 @@
+//! The `Store` handle: opens the data directory, starts the Raft task, and answers
+//! reads from the applied state and writes through the log.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::apply::{AppliedState, Outcome};
+use crate::codec::{self, Command};
+use crate::disk::Trees;
+use crate::node::{Proposal, RaftNode};
+use crate::shared::Shared;
+use crate::watch::{self, Watch};
+use crate::{KeyValue, RangeResponse, Revision, StoreConfig, StoreError, Txn, TxnResponse, mvcc};
+
+/// A handle to an open store; clones share it.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    proposals: mpsc::Sender<Proposal>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    watch_buffer: usize,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("revision", &self.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `config.data_dir`. Entries committed but not
+    /// applied by the previous run are applied before this returns.
+    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        config.validate()?;
+        let trees = Trees::open(&config.data_dir)?;
+        let state = AppliedState::load(&trees.meta)?;
+        let shared = Arc::new(Shared::new(trees, state.revision, state.compacted));
+        let node = RaftNode::start(&config, shared.clone(), state).await?;
+
+        let (proposals, receiver) = mpsc::channel(config.max_batch * 4);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(node.run(
+            receiver,
+            cancel.clone(),
+            config.tick_interval,
+            config.max_batch,
+        ));
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            revision = shared.revision(),
+            compacted = shared.compacted(),
+            "store opened"
+        );
+        Ok(Store {
+            inner: Arc::new(Inner {
+                shared,
+                proposals,
+                cancel,
+                tracker,
+                watch_buffer: config.watch_buffer,
+            }),
+        })
+    }
+
+    /// The latest applied revision. An empty store is at revision 1, as in etcd, so
+    /// the first write makes revision 2.
+    pub fn revision(&self) -> Revision {
+        self.inner.shared.revision()
+    }
+
+    /// The revision at or below which history has been dropped (0 if never compacted).
+    pub fn compacted_revision(&self) -> Revision {
+        self.inner.shared.compacted()
+    }
+
+    /// The latest value of `key`. Reads the applied state of this member; linearizable
+    /// reads across members (ReadIndex) come with multi-member groups.
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.ensure_running()?;
+        let shared = &self.inner.shared;
+        let _gate = shared.read_gate();
+        shared
+            .trees
+            .kv
+            .get(key.as_bytes())
+            .map_err(StoreError::sled("reading a key"))?
+            .map(|bytes| Ok(codec::decode_kv(&bytes)?.into_key_value(key.to_owned())))
+            .transpose()
+    }
+
+    /// All live keys starting with `prefix`, sorted by key, plus the revision they were
+    /// read at.
+    pub async fn range(&self, prefix: &str) -> Result<RangeResponse, StoreError> {
+        self.ensure_running()?;
+        let shared = &self.inner.shared;
+        let _gate = shared.read_gate();
+        let revision = shared.revision();
+        let kvs = shared
+            .trees
+            .kv
+            .scan_prefix(prefix.as_bytes())
+            .map(|item| {
+                let (key, value) = item.map_err(StoreError::sled("scanning keys"))?;
+                let key = String::from_utf8(key.to_vec())
+                    .map_err(|e| StoreError::codec("stored key", e.to_string()))?;
+                Ok(codec::decode_kv(&value)?.into_key_value(key))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(RangeResponse { kvs, revision })
+    }
+
+    /// Runs `txn` through the Raft log and returns once it is applied.
+    pub async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+        mvcc::validate(&txn)?;
+        match self.propose(Command::Txn(txn)).await? {
+            Outcome::Txn(response) => Ok(response),
+            Outcome::Compacted => unreachable!("a txn entry is answered with a txn outcome"),
+        }
+    }
+
+    /// Events with revision > `after` for keys starting with `prefix`: first the
+    /// history, then live events, in revision order with no gap and no duplicate.
+    /// Fails at once with `Compacted` if `after` is below the compacted revision; the
+    /// stream ends with that error if compaction overtakes a slow reader.
+    pub fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
+        self.ensure_running()?;
+        let compacted = self.inner.shared.compacted();
+        if after < compacted {
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted,
+            });
+        }
+        Ok(watch::spawn(
+            self.inner.shared.clone(),
+            prefix.to_owned(),
+            after,
+            self.inner.watch_buffer,
+            self.inner.cancel.clone(),
+            &self.inner.tracker,
+        ))
+    }
+
+    /// Drops history at or below `revision`; watches from before it then fail with
+    /// `Compacted`. Compacting at or below the current compacted revision does nothing.
+    pub async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let current = self.revision();
+        if revision > current {
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current,
+            });
+        }
+        match self.propose(Command::Compact(revision)).await? {
+            Outcome::Compacted => Ok(()),
+            Outcome::Txn(_) => unreachable!("a compact entry is answered with a compact outcome"),
+        }
+    }
+
+    /// Stops the Raft task and the watches and flushes to disk. Proposals still in
+    /// flight fail with `Stopped` (they may yet be applied on the next open). The data
+    /// directory is unlocked once every clone of this handle is dropped.
+    pub async fn close(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    fn ensure_running(&self) -> Result<(), StoreError> {
+        if self.inner.cancel.is_cancelled() {
+            Err(StoreError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn propose(&self, command: Command) -> Result<Outcome, StoreError> {
+        self.ensure_running()?;
+        let (reply, outcome) = oneshot::channel();
+        self.inner
+            .proposals
+            .send(Proposal { command, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        outcome.await.map_err(|_| StoreError::Stopped)?
+    }
+}
