@@ -77,6 +77,8 @@ mod logger;
 mod mvcc;
 mod node;
 mod raft_log;
+#[cfg(test)]
+mod replay_tests;
 mod shared;
 mod store;
 mod types;

@@ -177,6 +177,11 @@ impl Store {
         self.inner.tracker.wait().await;
     }
 
+    #[cfg(test)]
+    pub(crate) fn inner_shared(&self) -> Arc<Shared> {
+        self.inner.shared.clone()
+    }
+
     fn ensure_running(&self) -> Result<(), StoreError> {
         if self.inner.cancel.is_cancelled() {
             Err(StoreError::Stopped)

@@ -108,7 +108,7 @@ async fn feed(
 
 /// Events under `prefix` in up to `CHUNK` revisions after `last`, and the last revision
 /// scanned (`None` if there was nothing after `last`).
-fn read_after(
+pub(crate) fn read_after(
     shared: &Shared,
     prefix: &str,
     last: Revision,

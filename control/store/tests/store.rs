@@ -197,3 +197,32 @@ async fn invalid_txns_are_rejected_before_the_log() -> Result<()> {
     store.close().await;
     Ok(())
 }
+
+/// The apiserver holds a `Store` in shared state and awaits it from axum handlers.
+#[test]
+fn handles_and_futures_can_cross_threads() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    fn stream<T: futures::Stream + Send + Unpin>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Store>();
+    stream::<skiff_store::Watch>();
+    let dir = tempfile::tempdir().unwrap();
+    let open = Store::open(StoreConfig::new(dir.path()));
+    send(&open);
+}
+
+#[tokio::test]
+async fn read_futures_are_send() -> Result<()> {
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir()?;
+    let store = open(&dir).await?;
+    let (get, range, txn) = (store.get("/a"), store.range("/"), store.txn(Txn::default()));
+    send(&get);
+    send(&range);
+    send(&txn);
+    assert_eq!(get.await?, None);
+    assert!(range.await?.kvs.is_empty());
+    assert!(txn.await?.succeeded);
+    store.close().await;
+    Ok(())
+}
