@@ -1,0 +1,567 @@
+//! The generic REST storage: create, read, update, patch and delete of any
+//! registered resource on top of `skiff-store`, with Kubernetes' metadata
+//! rules (uid, timestamps, resourceVersion = the store's mod revision,
+//! generation, graceful deletion and finalizers).
+
+use serde_json::{Value, json};
+use skiff_store::{Compare, CompareTarget, KeyValue, Op, Revision, Store, Txn};
+
+use crate::decode::{Decoded, FieldValidation};
+use crate::error::{ApiError, ApiResult};
+use crate::meta;
+use crate::resources::Resource;
+use crate::selectors::Selectors;
+
+/// Options every write takes from its query string.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub validation: FieldValidation,
+}
+
+/// The part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Main,
+    Status,
+}
+
+/// A written object and the warnings the request earned.
+pub struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
+}
+
+/// `DeleteOptions` fields the server honours.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Decode a stored value, stamping its resourceVersion from the revision.
+pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
+    meta::set(
+        &mut object,
+        "resourceVersion",
+        json!(kv.mod_revision.to_string()),
+    );
+    Ok(object)
+}
+
+fn to_bytes(object: &Value) -> Vec<u8> {
+    let mut stored = object.clone();
+    meta::remove(&mut stored, "resourceVersion");
+    serde_json::to_vec(&stored).expect("JSON values always serialize")
+}
+
+/// Storage of one resource.
+pub struct Objects<'a> {
+    pub store: &'a Store,
+    pub resource: &'a Resource,
+}
+
+impl<'a> Objects<'a> {
+    pub fn new(store: &'a Store, resource: &'a Resource) -> Objects<'a> {
+        Objects { store, resource }
+    }
+
+    fn not_found(&self, name: &str) -> ApiError {
+        ApiError::NotFound {
+            resource: self.resource.plural.into(),
+            name: name.into(),
+        }
+    }
+
+    fn conflict(&self, name: &str) -> ApiError {
+        ApiError::Conflict {
+            resource: self.resource.plural.into(),
+            name: name.into(),
+            message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        }
+    }
+
+    pub async fn get(&self, namespace: Option<&str>, name: &str) -> ApiResult<(Value, KeyValue)> {
+        let kv = self
+            .store
+            .get(&self.resource.key(namespace, name))
+            .await?
+            .ok_or_else(|| self.not_found(name))?;
+        Ok((from_kv(&kv)?, kv))
+    }
+
+    pub async fn list(
+        &self,
+        namespace: Option<&str>,
+        selectors: &Selectors,
+    ) -> ApiResult<(Vec<Value>, Revision)> {
+        let range = self.store.range(&self.resource.prefix(namespace)).await?;
+        let mut items = Vec::with_capacity(range.kvs.len());
+        for kv in &range.kvs {
+            let object = from_kv(kv)?;
+            if selectors.matches(&object) {
+                items.push(object);
+            }
+        }
+        Ok((items, range.revision))
+    }
+
+    /// Namespaced writes need a live namespace, as Kubernetes' lifecycle admission does.
+    async fn admit_namespace(&self, namespace: Option<&str>) -> ApiResult<()> {
+        let (Some(ns), true) = (namespace, self.resource.namespaced) else {
+            return Ok(());
+        };
+        let namespaces = crate::kinds::namespace::resource();
+        let Some(kv) = self.store.get(&namespaces.key(None, ns)).await? else {
+            return Err(ApiError::NotFound {
+                resource: "namespaces".into(),
+                name: ns.into(),
+            });
+        };
+        let object = from_kv(&kv)?;
+        if !object["metadata"]["deletionTimestamp"].is_null() {
+            return Err(ApiError::Forbidden(format!(
+                "{} {:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                self.resource.plural,
+                meta::name(&object)
+            )));
+        }
+        Ok(())
+    }
+
+    fn decode(&self, body: &Value, options: WriteOptions) -> ApiResult<Decoded> {
+        if let Some(kind) = body["kind"].as_str()
+            && kind != self.resource.kind
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the body of the request was of kind {kind:?}, but the URL expects {:?}",
+                self.resource.kind
+            )));
+        }
+        (self.resource.decode)(body, options.validation)
+    }
+
+    fn check(&self, object: &Value, old: Option<&Value>) -> ApiResult<()> {
+        let causes = (self.resource.validate)(object, old);
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid {
+                kind: self.resource.kind.into(),
+                name: meta::name(object).into(),
+                causes,
+            })
+        }
+    }
+
+    fn place_namespace(&self, object: &mut Value, namespace: Option<&str>) -> ApiResult<()> {
+        if !self.resource.namespaced {
+            meta::remove(object, "namespace");
+            return Ok(());
+        }
+        let ns = namespace.unwrap_or("default");
+        match object["metadata"]["namespace"].as_str() {
+            Some(given) if !given.is_empty() && given != ns => Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            )),
+            _ => {
+                meta::set(object, "namespace", json!(ns));
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn create(
+        &self,
+        namespace: Option<&str>,
+        body: &Value,
+        options: WriteOptions,
+    ) -> ApiResult<Written> {
+        let Decoded {
+            mut object,
+            warnings,
+        } = self.decode(body, options)?;
+        self.place_namespace(&mut object, namespace)?;
+        let namespace = object["metadata"]["namespace"].as_str().map(String::from);
+        if meta::name(&object).is_empty()
+            && let Some(prefix) = object["metadata"]["generateName"].as_str()
+        {
+            let name = meta::generate_name(prefix);
+            meta::set(&mut object, "name", json!(name));
+        }
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta::remove(&mut object, field);
+        }
+        meta::set(&mut object, "uid", json!(uuid::Uuid::new_v4().to_string()));
+        meta::set(&mut object, "creationTimestamp", json!(meta::now()));
+        if self.resource.tracks_generation {
+            meta::set(&mut object, "generation", json!(1));
+        } else {
+            meta::remove(&mut object, "generation");
+        }
+        (self.resource.defaults)(&mut object);
+        self.check(&object, None)?;
+        self.admit_namespace(namespace.as_deref()).await?;
+
+        let name = meta::name(&object).to_string();
+        let key = self.resource.key(namespace.as_deref(), &name);
+        if options.dry_run {
+            if self.store.get(&key).await?.is_some() {
+                return Err(self.already_exists(&name));
+            }
+            return Ok(Written { object, warnings });
+        }
+        let response = self
+            .store
+            .txn(Txn {
+                compare: vec![Compare {
+                    key: key.clone(),
+                    target: CompareTarget::ModRevision(0),
+                }],
+                success: vec![Op::Put {
+                    key,
+                    value: to_bytes(&object),
+                }],
+                failure: vec![],
+            })
+            .await?;
+        if !response.succeeded {
+            return Err(self.already_exists(&name));
+        }
+        meta::set(
+            &mut object,
+            "resourceVersion",
+            json!(response.revision.to_string()),
+        );
+        Ok(Written { object, warnings })
+    }
+
+    fn already_exists(&self, name: &str) -> ApiError {
+        ApiError::AlreadyExists {
+            resource: self.resource.plural.into(),
+            name: name.into(),
+        }
+    }
+
+    /// PUT: replace `part` of the object. A resourceVersion in the body must
+    /// match the stored one (optimistic concurrency); without one the update
+    /// is unconditional.
+    pub async fn update(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        body: &Value,
+        part: Part,
+        options: WriteOptions,
+    ) -> ApiResult<Written> {
+        let Decoded { object, warnings } = self.decode(body, options)?;
+        let (current, kv) = self.get(namespace, name).await?;
+        if meta::name(&object) != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta::name(&object)
+            )));
+        }
+        if let Some(rv) = meta::resource_version(&object)
+            && rv != kv.mod_revision.to_string()
+        {
+            return Err(self.conflict(name));
+        }
+        let mut object = object;
+        self.place_namespace(&mut object, namespace)?;
+        let written = self.replace(&current, &kv, object, part, options).await?;
+        Ok(Written {
+            warnings,
+            ..written
+        })
+    }
+
+    /// PATCH: apply the patch to the stored object and write the result,
+    /// retrying on a concurrent write unless the patch itself pinned a
+    /// resourceVersion.
+    pub async fn patch(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: skiff_patch::PatchType,
+        body: &[u8],
+        part: Part,
+        options: WriteOptions,
+    ) -> ApiResult<Written> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let (current, kv) = self.get(namespace, name).await?;
+            let patched = skiff_patch::apply_patch(self.resource.kind, &current, patch_type, body)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let pinned = meta::resource_version(&patched)
+                .filter(|rv| *rv != kv.mod_revision.to_string())
+                .is_some();
+            if pinned {
+                return Err(self.conflict(name));
+            }
+            if meta::name(&patched) != name {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta::name(&patched)
+                )));
+            }
+            let Decoded { object, warnings } = self.decode(&patched, options)?;
+            match self.replace(&current, &kv, object, part, options).await {
+                Err(ApiError::Conflict { .. }) => continue,
+                Err(other) => return Err(other),
+                Ok(written) => {
+                    return Ok(Written {
+                        warnings,
+                        ..written
+                    });
+                }
+            }
+        }
+        Err(self.conflict(name))
+    }
+
+    /// Carry the system-owned fields over from `current`, validate and write
+    /// `next` if it differs, comparing against `kv`'s revision.
+    async fn replace(
+        &self,
+        current: &Value,
+        kv: &KeyValue,
+        mut next: Value,
+        part: Part,
+        options: WriteOptions,
+    ) -> ApiResult<Written> {
+        if self.resource.has_status {
+            next = match part {
+                Part::Main => {
+                    let mut merged = next;
+                    merged["status"] = current["status"].clone();
+                    if merged["status"].is_null()
+                        && let Some(map) = merged.as_object_mut()
+                    {
+                        map.remove("status");
+                    }
+                    merged
+                }
+                Part::Status => {
+                    let mut merged = current.clone();
+                    merged["status"] = next["status"].take();
+                    merged
+                }
+            };
+        }
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+        ] {
+            match current["metadata"].get(field) {
+                Some(value) => meta::set(&mut next, field, value.clone()),
+                None => meta::remove(&mut next, field),
+            }
+        }
+        if self.resource.tracks_generation && current["spec"] != next["spec"] {
+            let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+            meta::set(&mut next, "generation", json!(generation));
+        }
+        (self.resource.defaults)(&mut next);
+        meta::set(
+            &mut next,
+            "resourceVersion",
+            json!(kv.mod_revision.to_string()),
+        );
+        self.check(&next, Some(current))?;
+        if next == *current {
+            return Ok(Written {
+                object: next,
+                warnings: vec![],
+            });
+        }
+        // The last finalizer removed from an object being deleted completes
+        // the deletion.
+        let finish = !next["metadata"]["deletionTimestamp"].is_null()
+            && meta::finalizers(&next) == 0
+            && self.resource.kind != "Pod";
+        if options.dry_run {
+            return Ok(Written {
+                object: next,
+                warnings: vec![],
+            });
+        }
+        let op = if finish {
+            Op::Delete {
+                key: kv.key.clone(),
+            }
+        } else {
+            Op::Put {
+                key: kv.key.clone(),
+                value: to_bytes(&next),
+            }
+        };
+        let response = self
+            .store
+            .txn(Txn {
+                compare: vec![Compare {
+                    key: kv.key.clone(),
+                    target: CompareTarget::ModRevision(kv.mod_revision),
+                }],
+                success: vec![op],
+                failure: vec![],
+            })
+            .await?;
+        if !response.succeeded {
+            return Err(self.conflict(meta::name(&next)));
+        }
+        meta::set(
+            &mut next,
+            "resourceVersion",
+            json!(response.revision.to_string()),
+        );
+        Ok(Written {
+            object: next,
+            warnings: vec![],
+        })
+    }
+
+    /// DELETE. Pods on a node and objects with finalizers are only marked
+    /// (deletionTimestamp); the node or the finalizer's owner completes it.
+    pub async fn delete(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> ApiResult<Value> {
+        let (current, kv) = self.get(namespace, name).await?;
+        if let Some(uid) = &options.precondition_uid
+            && current["metadata"]["uid"].as_str() != Some(uid)
+        {
+            return Err(ApiError::Conflict {
+                resource: self.resource.plural.into(),
+                name: name.into(),
+                message: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    current["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            });
+        }
+        if let Some(rv) = &options.precondition_resource_version
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(self.conflict(name));
+        }
+        let grace = self.grace_period(&current, options);
+        let mark = grace.is_some() || meta::finalizers(&current) > 0;
+        if mark {
+            let mut next = current.clone();
+            let already = !current["metadata"]["deletionTimestamp"].is_null();
+            let shorter = match (
+                grace,
+                current["metadata"]["deletionGracePeriodSeconds"].as_i64(),
+            ) {
+                (Some(g), Some(existing)) => g < existing,
+                _ => !already,
+            };
+            if shorter || !already {
+                meta::set(
+                    &mut next,
+                    "deletionTimestamp",
+                    json!(meta::timestamp_after(grace.unwrap_or(0))),
+                );
+                meta::set(
+                    &mut next,
+                    "deletionGracePeriodSeconds",
+                    json!(grace.unwrap_or(0)),
+                );
+            }
+            if self.resource.kind == "Namespace" {
+                next["status"]["phase"] = json!("Terminating");
+            }
+            if next == current || options.dry_run {
+                return Ok(next);
+            }
+            return self.put_if_unchanged(&kv, next).await;
+        }
+        if !options.dry_run {
+            let response = self
+                .store
+                .txn(Txn {
+                    compare: vec![Compare {
+                        key: kv.key.clone(),
+                        target: CompareTarget::ModRevision(kv.mod_revision),
+                    }],
+                    success: vec![Op::Delete {
+                        key: kv.key.clone(),
+                    }],
+                    failure: vec![],
+                })
+                .await?;
+            if !response.succeeded {
+                return Err(self.conflict(name));
+            }
+        }
+        Ok(current)
+    }
+
+    /// Write `next` if the object is still at `kv`'s revision (Conflict otherwise).
+    pub(crate) async fn put_if_unchanged(
+        &self,
+        kv: &KeyValue,
+        mut next: Value,
+    ) -> ApiResult<Value> {
+        let response = self
+            .store
+            .txn(Txn {
+                compare: vec![Compare {
+                    key: kv.key.clone(),
+                    target: CompareTarget::ModRevision(kv.mod_revision),
+                }],
+                success: vec![Op::Put {
+                    key: kv.key.clone(),
+                    value: to_bytes(&next),
+                }],
+                failure: vec![],
+            })
+            .await?;
+        if !response.succeeded {
+            return Err(self.conflict(meta::name(&next)));
+        }
+        meta::set(
+            &mut next,
+            "resourceVersion",
+            json!(response.revision.to_string()),
+        );
+        Ok(next)
+    }
+
+    /// The grace period a deletion waits for, or None to delete at once:
+    /// only pods bound to a node (their node stops the containers first) and
+    /// namespaces (their contents go first) wait.
+    fn grace_period(&self, current: &Value, options: &DeleteOptions) -> Option<i64> {
+        match self.resource.kind {
+            "Pod" => {
+                let bound = current["spec"]["nodeName"]
+                    .as_str()
+                    .is_some_and(|n| !n.is_empty());
+                let grace = options.grace_period_seconds.unwrap_or_else(|| {
+                    current["spec"]["terminationGracePeriodSeconds"]
+                        .as_i64()
+                        .unwrap_or(30)
+                });
+                (bound && grace > 0).then_some(grace)
+            }
+            "Namespace" => Some(0),
+            _ => None,
+        }
+    }
+}

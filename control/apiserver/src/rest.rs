@@ -1,0 +1,368 @@
+//! The REST verbs on any registered resource: get, list, watch, create,
+//! update, patch, delete, deletecollection, and the subresources.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::AppState;
+use crate::decode::FieldValidation;
+use crate::error::{ApiError, ApiResult};
+use crate::objects::{DeleteOptions, Objects, Part, WriteOptions, Written};
+use crate::request::{Query, Target, body_value, content_type, wants_table};
+use crate::selectors::{FieldSelector, LabelSelector, Selectors};
+use crate::{table, watch};
+
+pub async fn handle(
+    state: Arc<AppState>,
+    method: Method,
+    target: Target,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let sub = target.subresource.as_deref();
+    match (&method, target.name.is_some(), sub) {
+        (&Method::GET, false, None) if query.flag("watch") => {
+            watch(state, target, query, headers).await
+        }
+        (&Method::GET, false, None) => list(state, target, query, headers).await,
+        (&Method::POST, false, None) => create(state, target, query, headers, body).await,
+        (&Method::DELETE, false, None) => delete_collection(state, target, query, body).await,
+        (&Method::GET, true, None | Some("status")) => get(state, target, query, headers).await,
+        (&Method::PUT, true, None) => update(state, target, Part::Main, query, headers, body).await,
+        (&Method::PUT, true, Some("status")) if target.resource.has_status => {
+            update(state, target, Part::Status, query, headers, body).await
+        }
+        (&Method::PATCH, true, None) => {
+            patch(state, target, Part::Main, query, headers, body).await
+        }
+        (&Method::PATCH, true, Some("status")) if target.resource.has_status => {
+            patch(state, target, Part::Status, query, headers, body).await
+        }
+        (&Method::DELETE, true, None) => delete(state, target, query, body).await,
+        (&Method::GET, true, Some("log")) if target.resource.kind == "Pod" => {
+            crate::logs::logs(state, target, query).await
+        }
+        (&Method::POST, true, Some("binding")) if target.resource.kind == "Pod" => {
+            crate::binding::bind(state, target, query, headers, body).await
+        }
+        (_, _, Some(sub)) if !target.resource.subresources.contains(&sub) && sub != "status" => {
+            Err(ApiError::NoRoute)
+        }
+        _ => Err(ApiError::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))),
+    }
+}
+
+fn selectors(target: &Target, query: &Query) -> ApiResult<Selectors> {
+    Ok(Selectors {
+        labels: LabelSelector::parse(query.get("labelSelector").unwrap_or_default())?,
+        fields: FieldSelector::parse(
+            query.get("fieldSelector").unwrap_or_default(),
+            target.resource,
+        )?,
+    })
+}
+
+fn write_options(query: &Query) -> ApiResult<WriteOptions> {
+    Ok(WriteOptions {
+        dry_run: query.dry_run()?,
+        validation: FieldValidation::parse(query.get("fieldValidation"))?,
+    })
+}
+
+/// A JSON response with Kubernetes' `Warning` headers.
+fn respond(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut response = (code, axum::Json(body)).into_response();
+    for warning in warnings {
+        let text = format!("299 - {warning:?}");
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("Warning", value);
+        }
+    }
+    response
+}
+
+fn render(target: &Target, object: Value, headers: &HeaderMap, query: &Query) -> Value {
+    match wants_table(headers, query) {
+        Some(include) => {
+            let rv = object["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            table::table(&target.resource.table, &[object], &rv, None, &include)
+        }
+        None => object,
+    }
+}
+
+fn name(target: &Target) -> &str {
+    target.name.as_deref().unwrap_or_default()
+}
+
+async fn get(
+    state: Arc<AppState>,
+    target: Target,
+    query: Query,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let objects = Objects::new(&state.store, target.resource);
+    let (object, _) = objects
+        .get(target.namespace.as_deref(), name(&target))
+        .await?;
+    Ok(respond(
+        StatusCode::OK,
+        &render(&target, object, &headers, &query),
+        &[],
+    ))
+}
+
+async fn list(
+    state: Arc<AppState>,
+    target: Target,
+    query: Query,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let selectors = selectors(&target, &query)?;
+    let objects = Objects::new(&state.store, target.resource);
+    let (mut items, revision) = objects
+        .list(target.namespace.as_deref(), &selectors)
+        .await?;
+    // Paging: the continue token is the last returned object's namespace/name.
+    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+        let after = String::from_utf8(hex::decode(token).map_err(|_| bad_continue())?)
+            .map_err(|_| bad_continue())?;
+        items.retain(|o| position(o).as_str() > after.as_str());
+    }
+    let mut next = None;
+    if let Some(limit) = query.int("limit")?.filter(|l| *l > 0)
+        && items.len() > limit as usize
+    {
+        items.truncate(limit as usize);
+        next = items.last().map(|o| hex::encode(position(o)));
+    }
+    let rv = revision.to_string();
+    let body = match wants_table(&headers, &query) {
+        Some(include) => table::table(
+            &target.resource.table,
+            &items,
+            &rv,
+            next.as_deref(),
+            &include,
+        ),
+        None => {
+            let mut metadata = json!({"resourceVersion": rv});
+            if let Some(token) = &next {
+                metadata["continue"] = json!(token);
+            }
+            json!({
+                "kind": target.resource.list_kind(),
+                "apiVersion": target.resource.api_version(),
+                "metadata": metadata,
+                "items": items,
+            })
+        }
+    };
+    Ok(respond(StatusCode::OK, &body, &[]))
+}
+
+fn position(object: &Value) -> String {
+    format!(
+        "{}/{}",
+        object["metadata"]["namespace"].as_str().unwrap_or_default(),
+        object["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+fn bad_continue() -> ApiError {
+    ApiError::BadRequest("invalid continue token".into())
+}
+
+async fn watch(
+    state: Arc<AppState>,
+    target: Target,
+    query: Query,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let request = watch::WatchRequest {
+        namespace: target.namespace.clone(),
+        selectors: selectors(&target, &query)?,
+        resource_version: query.get("resourceVersion").map(String::from),
+        timeout: query
+            .int("timeoutSeconds")?
+            .map(|s| Duration::from_secs(s.max(0) as u64)),
+        bookmarks: query.flag("allowWatchBookmarks"),
+        table: wants_table(&headers, &query),
+    };
+    let rx = watch::start(
+        state.store.clone(),
+        target.resource,
+        request,
+        state.cancel.clone(),
+    )
+    .await?;
+    let body = Body::from_stream(futures::StreamExt::map(
+        ReceiverStream::new(rx),
+        Ok::<_, std::convert::Infallible>,
+    ));
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+async fn create(
+    state: Arc<AppState>,
+    target: Target,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let value = body_value(&headers, &body)?;
+    let objects = Objects::new(&state.store, target.resource);
+    let Written {
+        object, warnings, ..
+    } = objects
+        .create(target.namespace.as_deref(), &value, write_options(&query)?)
+        .await?;
+    Ok(respond(StatusCode::CREATED, &object, &warnings))
+}
+
+async fn update(
+    state: Arc<AppState>,
+    target: Target,
+    part: Part,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let value = body_value(&headers, &body)?;
+    let objects = Objects::new(&state.store, target.resource);
+    let Written {
+        object, warnings, ..
+    } = objects
+        .update(
+            target.namespace.as_deref(),
+            name(&target),
+            &value,
+            part,
+            write_options(&query)?,
+        )
+        .await?;
+    Ok(respond(StatusCode::OK, &object, &warnings))
+}
+
+async fn patch(
+    state: Arc<AppState>,
+    target: Target,
+    part: Part,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let media = content_type(&headers);
+    if media == "application/apply-patch+yaml" {
+        return Err(ApiError::UnsupportedMediaType(
+            "server-side apply is not supported yet; use client-side `kubectl apply` (without --server-side)".into(),
+        ));
+    }
+    let patch_type = skiff_patch::PatchType::from_content_type(&media).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {media})"
+        ))
+    })?;
+    let objects = Objects::new(&state.store, target.resource);
+    let Written {
+        object, warnings, ..
+    } = objects
+        .patch(
+            target.namespace.as_deref(),
+            name(&target),
+            patch_type,
+            &body,
+            part,
+            write_options(&query)?,
+        )
+        .await?;
+    Ok(respond(StatusCode::OK, &object, &warnings))
+}
+
+fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
+    let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions body: {e}")))?
+    };
+    let dry_run = query.dry_run()?
+        || options["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace_period_seconds: query
+            .int("gracePeriodSeconds")?
+            .or(options["gracePeriodSeconds"].as_i64()),
+        precondition_uid: options["preconditions"]["uid"].as_str().map(String::from),
+        precondition_resource_version: options["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from),
+        dry_run,
+    })
+}
+
+async fn delete(
+    state: Arc<AppState>,
+    target: Target,
+    query: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let options = delete_options(&query, &body)?;
+    let objects = Objects::new(&state.store, target.resource);
+    let object = objects
+        .delete(target.namespace.as_deref(), name(&target), &options)
+        .await?;
+    Ok(respond(StatusCode::OK, &object, &[]))
+}
+
+async fn delete_collection(
+    state: Arc<AppState>,
+    target: Target,
+    query: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let options = delete_options(&query, &body)?;
+    let selectors = selectors(&target, &query)?;
+    let objects = Objects::new(&state.store, target.resource);
+    let (items, revision) = objects
+        .list(target.namespace.as_deref(), &selectors)
+        .await?;
+    let mut deleted = Vec::new();
+    for item in items {
+        let ns = item["metadata"]["namespace"].as_str().map(String::from);
+        match objects
+            .delete(ns.as_deref(), crate::meta::name(&item), &options)
+            .await
+        {
+            Ok(object) => deleted.push(object),
+            Err(ApiError::NotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    let body = json!({
+        "kind": target.resource.list_kind(),
+        "apiVersion": target.resource.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": deleted,
+    });
+    Ok(respond(StatusCode::OK, &body, &[]))
+}
