@@ -1,0 +1,105 @@
+//! What can go wrong, split by the step that failed so the node agent can map each
+//! to the right container state.
+
+use std::path::PathBuf;
+
+/// Boxed so the public API does not name wasmtime's error type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Creating the runtime failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid wasm runtime config: {field} {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+    #[error("cannot create the wasmtime engine")]
+    Engine {
+        #[source]
+        source: BoxError,
+    },
+    #[error("cannot add the WASI host functions to the {world} linker")]
+    Linker {
+        world: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("cannot create the compile cache directory {path}")]
+    CacheDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the epoch ticker thread")]
+    Ticker {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the https client")]
+    HttpClient {
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Turning an image reference into a runnable [`crate::Program`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The artifact could not be fetched: the agent reports `ErrImagePull`.
+    #[error("cannot fetch image {image:?}")]
+    Fetch {
+        image: String,
+        #[source]
+        source: FetchError,
+    },
+    /// The bytes are not a program this node can run: `CreateContainerError`.
+    #[error("image {image:?} is not a runnable wasm program: {message}")]
+    Invalid { image: String, message: String },
+    /// The reference names no source this node knows: `ErrImagePull`.
+    #[error("image {image:?} is not a file:// or https:// reference to a .wasm artifact")]
+    UnsupportedReference { image: String },
+    /// A failure of the node itself (a panicked compile task), not of the image.
+    #[error("internal error preparing image {image:?}: {message}")]
+    Internal { image: String, message: String },
+}
+
+impl PrepareError {
+    /// True when pulling the image failed (Kubernetes' `ErrImagePull`), as opposed to
+    /// a pulled image that cannot run.
+    pub fn is_pull_error(&self) -> bool {
+        matches!(
+            self,
+            PrepareError::Fetch { .. } | PrepareError::UnsupportedReference { .. }
+        )
+    }
+}
+
+/// Why fetching an artifact's bytes failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("request failed")]
+    Http {
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("server answered {status}")]
+    Status { status: reqwest::StatusCode },
+    #[error("artifact is larger than the {limit} byte limit")]
+    TooLarge { limit: u64 },
+}
+
+/// Starting a prepared program failed before any guest code ran to completion.
+/// How a started guest ended (including traps) is an [`crate::Exit`], not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot instantiate program {digest}")]
+    Instantiate {
+        digest: String,
+        #[source]
+        source: BoxError,
+    },
+}

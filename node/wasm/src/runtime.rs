@@ -1,0 +1,247 @@
+//! The node's Wasm runtime: one engine, the compile caches, and running programs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use wasmtime::Engine;
+
+use crate::artifact::{self, Compiled, DiskCache};
+use crate::config::RuntimeConfig;
+use crate::epoch::EpochTicker;
+use crate::error::{PrepareError, RunError, RuntimeError};
+use crate::fetch::{self, Source};
+use crate::program::{Linkers, Program};
+use crate::run::{self, Exit, Process, RunLimits};
+
+/// One node's Wasm runtime. Cheap to clone: clones share the engine and caches.
+#[derive(Clone)]
+pub struct WasmRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RuntimeConfig,
+    engine: Engine,
+    linkers: Linkers,
+    disk: DiskCache,
+    http: reqwest::Client,
+    /// Programs by digest. The cell makes concurrent prepares of one artifact
+    /// compile it once; a failed preparation leaves the cell empty for a retry.
+    programs: Mutex<HashMap<String, Arc<OnceCell<Program>>>>,
+    /// Digest last fetched for each `https://` reference, so a cached program does
+    /// not cost a download (Kubernetes' `IfNotPresent`).
+    remote_digests: Mutex<HashMap<String, String>>,
+    stats: Counters,
+    _ticker: EpochTicker,
+}
+
+#[derive(Default)]
+struct Counters {
+    compiles: AtomicU64,
+    disk_cache_loads: AtomicU64,
+    memory_cache_hits: AtomicU64,
+}
+
+/// How often each cache level answered, since the runtime started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Artifacts compiled from Wasm.
+    pub compiles: u64,
+    /// Artifacts loaded precompiled from `cache_dir`.
+    pub disk_cache_loads: u64,
+    /// Prepares answered from memory.
+    pub memory_cache_hits: u64,
+}
+
+impl WasmRuntime {
+    /// Builds the engine, links the WASI host and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<WasmRuntime, RuntimeError> {
+        config.validate()?;
+        let engine = Engine::new(&config.engine_config())
+            .map_err(|e| RuntimeError::Engine { source: e.into() })?;
+        let linkers = Linkers::new(&engine)?;
+        let disk = DiskCache::open(&config.cache_dir, &engine).map_err(|source| {
+            RuntimeError::CacheDir {
+                path: config.cache_dir.clone(),
+                source,
+            }
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(config.fetch_timeout)
+            .build()
+            .map_err(|source| RuntimeError::HttpClient { source })?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
+            .map_err(|source| RuntimeError::Ticker { source })?;
+        tracing::info!(cache = %disk.dir().display(), max_instances = config.max_instances, "wasm runtime ready");
+        Ok(WasmRuntime {
+            inner: Arc::new(Inner {
+                config,
+                engine,
+                linkers,
+                disk,
+                http,
+                programs: Mutex::default(),
+                remote_digests: Mutex::default(),
+                stats: Counters::default(),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> RuntimeStats {
+        let c = &self.inner.stats;
+        RuntimeStats {
+            compiles: c.compiles.load(Ordering::Relaxed),
+            disk_cache_loads: c.disk_cache_loads.load(Ordering::Relaxed),
+            memory_cache_hits: c.memory_cache_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fetch (file:// or https://), check, compile (or load from the caches). Cheap when cached.
+    #[tracing::instrument(skip(self))]
+    pub async fn prepare(&self, image: &str) -> Result<Program, PrepareError> {
+        let source = Source::parse(image)?;
+        if matches!(source, Source::Https(_))
+            && let Some(program) = self.cached_remote(image)
+        {
+            return Ok(program);
+        }
+        let bytes = fetch::fetch(
+            &source,
+            &self.inner.http,
+            self.inner.config.max_artifact_bytes,
+        )
+        .await
+        .map_err(|source| PrepareError::Fetch {
+            image: image.to_owned(),
+            source,
+        })?;
+        let digest = artifact::digest(&bytes);
+        if matches!(source, Source::Https(_)) {
+            let mut remote = self.inner.remote_digests.lock().expect("lock poisoned");
+            remote.insert(image.to_owned(), digest.clone());
+        }
+
+        let cell = {
+            let mut programs = self.inner.programs.lock().expect("lock poisoned");
+            programs.entry(digest.clone()).or_default().clone()
+        };
+        if let Some(program) = cell.get() {
+            self.inner
+                .stats
+                .memory_cache_hits
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(program.clone());
+        }
+        let result = cell
+            .get_or_try_init(|| self.load_or_compile(image, digest.clone(), bytes))
+            .await
+            .cloned();
+        if result.is_err() {
+            let mut programs = self.inner.programs.lock().expect("lock poisoned");
+            if programs.get(&digest).is_some_and(|c| c.get().is_none()) {
+                programs.remove(&digest);
+            }
+        }
+        result
+    }
+
+    fn cached_remote(&self, image: &str) -> Option<Program> {
+        let digest = self
+            .inner
+            .remote_digests
+            .lock()
+            .expect("lock poisoned")
+            .get(image)?
+            .clone();
+        let program = self
+            .inner
+            .programs
+            .lock()
+            .expect("lock poisoned")
+            .get(&digest)?
+            .get()?
+            .clone();
+        self.inner
+            .stats
+            .memory_cache_hits
+            .fetch_add(1, Ordering::Relaxed);
+        Some(program)
+    }
+
+    /// Compiling takes ~0.1–2 s of CPU: it runs on the blocking pool so the async
+    /// workers keep serving other pods.
+    async fn load_or_compile(
+        &self,
+        image: &str,
+        digest: String,
+        bytes: Vec<u8>,
+    ) -> Result<Program, PrepareError> {
+        let invalid = |message: String| PrepareError::Invalid {
+            image: image.to_owned(),
+            message,
+        };
+        let kind = artifact::detect_kind(&bytes).map_err(invalid)?;
+        let inner = self.inner.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let compiled = match inner.disk.load(&inner.engine, kind, &digest) {
+                Some(compiled) => {
+                    inner.stats.disk_cache_loads.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%digest, "loaded precompiled artifact");
+                    compiled
+                }
+                None => {
+                    let compiled = Compiled::compile(&inner.engine, kind, &bytes)
+                        .map_err(|e| format!("{e:#}"))?;
+                    inner.stats.compiles.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%digest, ?kind, "compiled artifact");
+                    inner.disk.store(&compiled, &digest);
+                    compiled
+                }
+            };
+            let pre = inner.linkers.pre_instantiate(compiled)?;
+            Ok::<_, String>(Program::new(digest, pre))
+        });
+        match task.await {
+            Ok(result) => result.map_err(invalid),
+            Err(join) => Err(PrepareError::Internal {
+                image: image.to_owned(),
+                message: format!("compile task failed: {join}"),
+            }),
+        }
+    }
+
+    /// Run the program to completion (or until `cancel` fires → Exit::Killed). stdout/stderr bytes go to the
+    /// given writers as the guest writes them (unbuffered pass-through, so `kubectl logs -f` sees lines live).
+    #[tracing::instrument(skip_all, fields(program = program.digest()))]
+    pub async fn run(
+        &self,
+        program: &Program,
+        process: Process,
+        cancel: CancellationToken,
+    ) -> Result<Exit, RunError> {
+        let limits = RunLimits {
+            max_memory_bytes: usize::try_from(self.inner.config.max_memory_bytes)
+                .unwrap_or(usize::MAX),
+        };
+        let exit = run::run(&self.inner.engine, &limits, program, process, cancel).await?;
+        tracing::debug!(?exit, "program ended");
+        Ok(exit)
+    }
+}
+
+impl std::fmt::Debug for WasmRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmRuntime")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
