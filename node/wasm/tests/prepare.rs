@@ -168,3 +168,35 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[tokio::test]
+async fn an_unreachable_https_server_is_a_pull_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = runtime(cache.path());
+    // Nothing listens on port 1 of the loopback address: the connection is refused.
+    let err = runtime
+        .prepare("https://127.0.0.1:1/hello.wasm")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PrepareError::Fetch { .. }), "{err:?}");
+    assert!(err.is_pull_error());
+}
+
+/// The default pool (sized for a few hundred live instances) must be creatable on
+/// an ordinary machine, since `skiff up` uses it.
+#[tokio::test]
+async fn the_default_config_starts() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig {
+        cache_dir: cache.path().to_owned(),
+        ..skiff_wasm::RuntimeConfig::default()
+    })
+    .unwrap();
+    let program = runtime.prepare(&image("exit-code-p1")).await.unwrap();
+    let (process, _out, _err) = captured_process(&["exit-code", "0"], &[]);
+    let exit = runtime
+        .run(&program, process, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(exit, Exit::Code(0));
+}
