@@ -152,3 +152,49 @@ async fn a_busy_guest_yields_and_can_be_killed() {
         .unwrap();
     assert_eq!(exit, Exit::Killed);
 }
+
+/// A full instance pool is the node's problem, reported as a `RunError`, and the
+/// runtime recovers once an instance ends.
+#[tokio::test]
+async fn a_full_pool_is_a_run_error_not_a_panic() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig {
+        cache_dir: cache.path().to_owned(),
+        max_instances: 1,
+        ..skiff_wasm::RuntimeConfig::default()
+    })
+    .unwrap();
+    let hello = runtime.prepare(&image("hello")).await.unwrap();
+    let exit_code = runtime.prepare(&image("exit-code")).await.unwrap();
+
+    let (process, mut out, _err) = captured_process(&["hello"], &[]);
+    let cancel = CancellationToken::new();
+    let first = tokio::spawn({
+        let (runtime, cancel) = (runtime.clone(), cancel.clone());
+        async move { runtime.run(&hello, process, cancel).await }
+    });
+    out.wait_for("Hello from Skiff!").await;
+
+    let (process, _out, _err) = captured_process(&["exit-code", "0"], &[]);
+    let second = runtime
+        .run(&exit_code, process, CancellationToken::new())
+        .await;
+    assert!(
+        matches!(second, Err(skiff_wasm::RunError::Instantiate { .. })),
+        "{second:?}"
+    );
+
+    cancel.cancel();
+    let exit = tokio::time::timeout(PATIENCE, first)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, Exit::Killed);
+    let (process, _out, _err) = captured_process(&["exit-code", "0"], &[]);
+    let third = runtime
+        .run(&exit_code, process, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(third, Exit::Code(0));
+}
