@@ -1,0 +1,208 @@
+//! Harness for end-to-end tests: the real `skiff` binary on a free port with
+//! a fresh data directory, driven by the installed `kubectl`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Build and install the example guests once per test binary (the example
+/// manifests name the installed paths).
+pub fn build_guests() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(repo_root().join("scripts/build-guests"))
+            .status()
+            .expect("running scripts/build-guests");
+        assert!(status.success(), "scripts/build-guests failed");
+    });
+}
+
+/// A running `skiff up`.
+pub struct Cluster {
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    cache_dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub server: String,
+}
+
+impl Cluster {
+    /// Start a cluster with a fresh data directory.
+    pub fn start() -> Result<Cluster> {
+        let temp = tempfile::tempdir()?;
+        let data_dir = temp.path().join("data");
+        let mut cluster = Cluster {
+            data_dir,
+            _temp: Some(temp),
+            cache_dir: tempfile::tempdir()?,
+            child: None,
+            server: String::new(),
+        };
+        cluster.launch()?;
+        Ok(cluster)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["up", "--api-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&self.data_dir)
+            .env("RUST_LOG", "info,raft=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(
+                self.data_dir.parent().unwrap().join(format!("skiff-{}.log", std::process::id())),
+            )?))
+            .spawn()
+            .context("starting skiff up")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut server = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(url) = line.strip_prefix("Skiff is up: the Kubernetes API is at ") {
+                server = Some(url.trim().to_string());
+            }
+            if line.starts_with("export KUBECONFIG=") {
+                break;
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.server = server.context("skiff up did not report its API address")?;
+        self.child = Some(child);
+        self.wait_for(Duration::from_secs(60), "the node to be Ready", |c| {
+            let out = c.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"])?;
+            Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("True"))
+        })?;
+        Ok(())
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    /// Run the installed kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Result<Output> {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.cache_dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .context("running kubectl")
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {} failed: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// kubectl that must fail; returns stderr.
+    pub fn kubectl_err(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if out.status.success() {
+            bail!(
+                "kubectl {} unexpectedly succeeded: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Poll `check` until it holds; the timeout is only a safety net.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&Cluster) -> Result<bool>,
+    ) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if check(self)? {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!("timed out waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Wait until `jsonpath` of an object reads `want`.
+    pub fn wait_field(&self, object: &[&str], jsonpath: &str, want: &str) -> Result<()> {
+        let mut args: Vec<&str> = vec!["get"];
+        args.extend_from_slice(object);
+        let expr = format!("jsonpath={jsonpath}");
+        args.extend_from_slice(&["-o", &expr]);
+        let mut last = String::new();
+        self.wait_for(Duration::from_secs(90), &format!("{jsonpath} = {want}"), |c| {
+            let out = c.kubectl(&args)?;
+            last = String::from_utf8_lossy(&out.stdout).into_owned();
+            Ok(last == want)
+        })
+        .with_context(|| format!("last value {last:?}"))
+    }
+
+    /// Stop with SIGTERM and wait for the process to exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            let start = Instant::now();
+            while child.try_wait()?.is_none() {
+                if start.elapsed() > Duration::from_secs(30) {
+                    child.kill()?;
+                    bail!("skiff did not stop within 30s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop and start again on the same data directory.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.launch()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.parent().unwrap().join(format!("skiff-{}.log", std::process::id()))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Write a manifest into a temp file for kubectl -f.
+pub fn manifest(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("writing manifest");
+    path
+}
