@@ -1,0 +1,76 @@
+//! Everything the agent asks of the API server, behind one small trait so the
+//! pod workers and the agent loop can be tested without a server. The real
+//! implementation, over the `kube` client, is [`KubeCluster`](crate::KubeCluster).
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
+
+/// A change in the set of pods bound to this node, as the watch reports it.
+#[derive(Debug, Clone)]
+pub enum PodChange {
+    /// The watch (re)started: a full listing follows, ended by `Listed`.
+    Relisting,
+    /// A pod was created or changed (or appears in a listing).
+    Applied(Box<Pod>),
+    /// A pod was removed from the store.
+    Deleted(Box<Pod>),
+    /// The listing that began with `Relisting` is complete; pods not in it are gone.
+    Listed,
+}
+
+/// Why a call to the API server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{action} {object} failed")]
+    Request {
+        /// What the agent was doing, e.g. "patching status of pod".
+        action: &'static str,
+        /// `namespace/name` or the node's name.
+        object: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("watching the pods bound to this node failed")]
+    Watch {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The agent's view of the API server.
+pub trait Cluster: Send + Sync + 'static {
+    /// Creates the Node, or updates its labels if it exists, then writes its status.
+    fn register_node<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<(), ClusterError>>;
+
+    /// Merge-patches `status` through the `nodes/status` subresource.
+    fn patch_node_status<'a>(
+        &'a self,
+        name: &'a str,
+        status: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+
+    /// Lists and then watches the pods with `spec.nodeName=<node_name>` in all
+    /// namespaces, relisting when the watch expires. Errors are reported and the
+    /// stream goes on (retrying with back-off).
+    fn watch_pods(&self, node_name: &str) -> BoxStream<'static, Result<PodChange, ClusterError>>;
+
+    /// Merge-patches the pod's `status` through `pods/status`.
+    fn patch_pod_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        status: &'a PodStatus,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+
+    /// Deletes the pod for good (`gracePeriodSeconds=0`), only if its uid still matches.
+    fn delete_pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        uid: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+
+    /// Creates a core/v1 Event in the event's namespace.
+    fn create_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), ClusterError>>;
+}

@@ -1,0 +1,158 @@
+//! One container of a pod: how its process is described (argv, env), its
+//! lifecycle state machine ([`machine`]) and the task that drives it ([`runner`]).
+
+pub mod machine;
+pub mod runner;
+
+use k8s_openapi::api::core::v1::Container;
+
+/// The pod's `restartPolicy`, deciding whether an exited container runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    /// Kubernetes defaults an absent policy to `Always`; unknown values are
+    /// rejected by the API server's validation, so they fall back the same way.
+    pub fn from_spec(value: Option<&str>) -> RestartPolicy {
+        match value {
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            Some("Never") => RestartPolicy::Never,
+            _ => RestartPolicy::Always,
+        }
+    }
+
+    /// Init containers must finish, so `Always` means "retry until it succeeds" for them.
+    pub fn for_init_containers(self) -> RestartPolicy {
+        match self {
+            RestartPolicy::Always => RestartPolicy::OnFailure,
+            other => other,
+        }
+    }
+
+    pub fn restarts_after(self, exit_code: i32) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != 0,
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+/// The process's argv. With `command` set it replaces the image's entrypoint,
+/// so argv is `command ++ args`. Without it a Wasm program has no entrypoint
+/// list to fall back on, so argv\[0\] is the container's name, as a shell would
+/// pass the program name.
+pub fn argv(container: &Container) -> Vec<String> {
+    let args = container.args.iter().flatten().cloned();
+    match &container.command {
+        Some(command) if !command.is_empty() => command.iter().cloned().chain(args).collect(),
+        _ => std::iter::once(container.name.clone())
+            .chain(args)
+            .collect(),
+    }
+}
+
+/// The environment the process gets, and the names of variables left out
+/// because they use a source the agent does not support yet (`valueFrom`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    pub vars: Vec<(String, String)>,
+    pub unsupported: Vec<String>,
+}
+
+pub fn environment(container: &Container) -> Environment {
+    let mut environment = Environment::default();
+    for var in container.env.iter().flatten() {
+        if var.value_from.is_some() {
+            environment.unsupported.push(var.name.clone());
+        } else {
+            let value = var.value.clone().unwrap_or_default();
+            environment.vars.push((var.name.clone(), value));
+        }
+    }
+    environment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+
+    fn container(command: Option<&[&str]>, args: Option<&[&str]>) -> Container {
+        let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        Container {
+            name: "web".into(),
+            command: command.map(strings),
+            args: args.map(strings),
+            ..Container::default()
+        }
+    }
+
+    #[test]
+    fn argv_uses_command_then_args() {
+        let c = container(Some(&["/app.wasm", "--serve"]), Some(&["-v"]));
+        assert_eq!(argv(&c), ["/app.wasm", "--serve", "-v"]);
+    }
+
+    #[test]
+    fn argv_without_command_starts_with_the_container_name() {
+        assert_eq!(argv(&container(None, Some(&["a", "b"]))), ["web", "a", "b"]);
+        assert_eq!(argv(&container(None, None)), ["web"]);
+        assert_eq!(argv(&container(Some(&[]), Some(&["x"]))), ["web", "x"]);
+    }
+
+    #[test]
+    fn environment_skips_value_from() {
+        let mut c = container(None, None);
+        c.env = Some(vec![
+            EnvVar {
+                name: "A".into(),
+                value: Some("1".into()),
+                value_from: None,
+            },
+            EnvVar {
+                name: "EMPTY".into(),
+                value: None,
+                value_from: None,
+            },
+            EnvVar {
+                name: "POD".into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".into(),
+                        api_version: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            },
+        ]);
+        let env = environment(&c);
+        assert_eq!(
+            env.vars,
+            [("A".into(), "1".into()), ("EMPTY".into(), String::new())]
+        );
+        assert_eq!(env.unsupported, ["POD"]);
+    }
+
+    #[test]
+    fn restart_policy_decisions() {
+        assert_eq!(RestartPolicy::from_spec(None), RestartPolicy::Always);
+        assert_eq!(
+            RestartPolicy::from_spec(Some("Never")),
+            RestartPolicy::Never
+        );
+        assert!(RestartPolicy::Always.restarts_after(0));
+        assert!(!RestartPolicy::OnFailure.restarts_after(0));
+        assert!(RestartPolicy::OnFailure.restarts_after(2));
+        assert!(!RestartPolicy::Never.restarts_after(2));
+        assert_eq!(
+            RestartPolicy::Always.for_init_containers(),
+            RestartPolicy::OnFailure
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The narrow interface between the pod worker and whatever runs a container's
+//! process (the Wasm driver today, an OCI driver later).
+//!
+//! The worker only ever asks two things: make this image ready to run
+//! ([`ContainerDriver::prepare`]: fetch + compile, cached by the driver) and run
+//! one process of it until it exits or is cancelled ([`ContainerDriver::run`]).
+//! Stop is the cancellation token; status is the returned [`ExitStatus`]; logs are
+//! the writers in [`ProcessSpec`]. Exec and a separate start/wait split come later.
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::io::AsyncWrite;
+use tokio_util::sync::CancellationToken;
+
+/// Any error a driver wants to report; its chain becomes the user-visible message.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Where a process's output goes; the agent hands in the write ends of its log pipes.
+pub type OutputStream = Box<dyn AsyncWrite + Send + Sync + Unpin>;
+
+/// An image made ready to run: its content digest plus the driver's own handle
+/// (a compiled program), which the agent passes back to [`ContainerDriver::run`]
+/// without looking inside.
+#[derive(Clone)]
+pub struct PreparedImage {
+    image_id: String,
+    program: Arc<dyn Any + Send + Sync>,
+}
+
+impl PreparedImage {
+    /// `image_id` is the content digest (`sha256:…`), shown as the container's `imageID`.
+    pub fn new(image_id: impl Into<String>, program: impl Any + Send + Sync) -> PreparedImage {
+        PreparedImage {
+            image_id: image_id.into(),
+            program: Arc::new(program),
+        }
+    }
+
+    pub fn image_id(&self) -> &str {
+        &self.image_id
+    }
+
+    /// The driver's handle, if it is of type `T` (a driver only ever gets back
+    /// what it produced, so `None` means a mix-up between drivers).
+    pub fn program<T: Any>(&self) -> Option<&T> {
+        self.program.downcast_ref()
+    }
+}
+
+impl fmt::Debug for PreparedImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedImage")
+            .field("image_id", &self.image_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One process to run from a prepared image.
+pub struct ProcessSpec {
+    /// argv, argv\[0\] first.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdout: OutputStream,
+    pub stderr: OutputStream,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited by itself with this code.
+    Code(i32),
+    /// The sandbox stopped it (a Wasm trap); the text says why.
+    Trap(String),
+    /// It was stopped through the cancellation token.
+    Killed,
+}
+
+/// Why an image could not be made ready. The two kinds matter to the user:
+/// a pull problem may go away by itself (network, registry), a bad image will not.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("pulling image {image:?}")]
+    Pull {
+        image: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("creating a container from image {image:?}")]
+    Create {
+        image: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl PrepareError {
+    /// True when fetching failed (waiting reason `ErrImagePull`), false when the
+    /// image was fetched but cannot run (`CreateContainerError`).
+    pub fn is_pull_error(&self) -> bool {
+        matches!(self, PrepareError::Pull { .. })
+    }
+}
+
+/// The process could not be started or supervised.
+#[derive(Debug, thiserror::Error)]
+#[error("running the container process")]
+pub struct RunError {
+    #[source]
+    pub source: BoxError,
+}
+
+/// Prepares and runs container processes. Object-safe so the agent can hold
+/// `Arc<dyn ContainerDriver>` and tests can substitute a fake.
+pub trait ContainerDriver: Send + Sync + 'static {
+    /// Fetch and compile `image`; cheap when already cached.
+    fn prepare<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<PreparedImage, PrepareError>>;
+
+    /// Run one process to its end. Cancelling `cancel` must make it return
+    /// [`ExitStatus::Killed`] promptly, and the output writers must be dropped
+    /// by the time the future completes (the log pump waits for their end).
+    fn run<'a>(
+        &'a self,
+        image: &'a PreparedImage,
+        process: ProcessSpec,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<ExitStatus, RunError>>;
+}
+
+/// The error and all its causes on one line, as shown in a waiting message or Event.
+pub fn error_chain(err: &dyn StdError) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_joins_causes() {
+        let err = PrepareError::Pull {
+            image: "oci://x".into(),
+            source: "connection refused".into(),
+        };
+        assert_eq!(
+            error_chain(&err),
+            "pulling image \"oci://x\": connection refused"
+        );
+        assert!(err.is_pull_error());
+    }
+
+    #[test]
+    fn prepared_image_hands_back_the_program() {
+        let image = PreparedImage::new("sha256:ab", 42u32);
+        assert_eq!(image.image_id(), "sha256:ab");
+        assert_eq!(image.program::<u32>(), Some(&42));
+        assert_eq!(image.program::<String>(), None);
+    }
+}

@@ -1,0 +1,148 @@
+//! The agent's own HTTP endpoints: container logs (which the API server
+//! proxies `kubectl logs` to) and a health check.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::logs::LogBook;
+
+/// The query of `GET /containerLogs/...`, as the API server forwards it from
+/// PodLogOptions. Values are kept as text and parsed the way Go's `ParseBool` does.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    follow: Option<String>,
+    tail_lines: Option<i64>,
+    previous: Option<String>,
+    /// Accepted and ignored: the log files carry no timestamps yet.
+    #[allow(dead_code)]
+    timestamps: Option<String>,
+}
+
+fn flag(value: &Option<String>) -> Result<bool, String> {
+    match value.as_deref() {
+        None | Some("") => Ok(false),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some(other) => Err(format!("invalid boolean value {other:?}")),
+    }
+}
+
+pub fn router(logs: Arc<LogBook>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .with_state(logs)
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn container_logs(
+    State(logs): State<Arc<LogBook>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let (follow, previous) = match (flag(&query.follow), flag(&query.previous)) {
+        (Ok(follow), Ok(previous)) => (follow, previous),
+        (Err(message), _) | (_, Err(message)) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    // A negative count means "everything", as kubectl's default of -1 does.
+    let tail = query.tail_lines.and_then(|n| u64::try_from(n).ok());
+    let source = match logs.find(&namespace, &pod, &container, previous) {
+        Ok(source) => source,
+        Err(error) if error.is_not_found() => {
+            return text(StatusCode::NOT_FOUND, error.to_string());
+        }
+        Err(error) => return text(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    match source.open(tail, follow).await {
+        Ok(stream) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the log of container {container:?} in pod {namespace}/{pod}: {error}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Sends an HTTP/1.0 request (so the body is not chunked) and returns status line and body.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.0\r\nHost: agent\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_string(), body.to_string())
+    }
+
+    #[tokio::test]
+    async fn serves_logs_and_health() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogBook::new(dir.path().join("pods")));
+        logs.register_pod("ns", "p", "u1", &["app".to_string()]);
+        for (restart, text) in [(0, "old\n"), (1, "a\nb\nc\n")] {
+            let mut attempt = logs
+                .start_attempt("ns", "p", "u1", "app", restart)
+                .await
+                .unwrap();
+            attempt.stdout.write_all(text.as_bytes()).await.unwrap();
+            drop((attempt.stdout, attempt.stderr));
+            attempt.pump.run().await;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(axum::serve(listener, router(logs)).into_future());
+
+        assert_eq!(
+            get(addr, "/healthz").await,
+            ("HTTP/1.0 200 OK".into(), "ok".into())
+        );
+        let (status, body) = get(addr, "/containerLogs/ns/p/app").await;
+        assert_eq!(
+            (status.as_str(), body.as_str()),
+            ("HTTP/1.0 200 OK", "a\nb\nc\n")
+        );
+        let (_, body) = get(
+            addr,
+            "/containerLogs/ns/p/app?tailLines=1&follow=true&timestamps=true",
+        )
+        .await;
+        assert_eq!(body, "c\n", "a finished attempt ends the follow");
+        let (_, body) = get(addr, "/containerLogs/ns/p/app?previous=true").await;
+        assert_eq!(body, "old\n");
+        let (status, body) = get(addr, "/containerLogs/ns/nope/app").await;
+        assert_eq!(status, "HTTP/1.0 404 Not Found");
+        assert!(body.contains("ns/nope"));
+        let (status, _) = get(addr, "/containerLogs/ns/p/app?follow=maybe").await;
+        assert_eq!(status, "HTTP/1.0 400 Bad Request");
+        server.abort();
+    }
+}

@@ -1,0 +1,165 @@
+//! [`Cluster`] over the `kube` client: the only place the agent makes API calls.
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, watcher};
+use serde_json::json;
+
+use crate::cluster::{Cluster, ClusterError, PodChange};
+
+/// Talks to the API server through a `kube::Client`.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: kube::Client,
+}
+
+impl KubeCluster {
+    pub fn new(client: kube::Client) -> KubeCluster {
+        KubeCluster { client }
+    }
+}
+
+fn failed(
+    action: &'static str,
+    object: impl Into<String>,
+) -> impl FnOnce(kube::Error) -> ClusterError {
+    let object = object.into();
+    move |source| ClusterError::Request {
+        action,
+        object,
+        source: Box::new(source),
+    }
+}
+
+fn is_api_error(error: &kube::Error, check: fn(&kube::core::Status) -> bool) -> bool {
+    matches!(error, kube::Error::Api(status) if check(status))
+}
+
+impl Cluster for KubeCluster {
+    fn register_node<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let api: Api<Node> = Api::all(self.client.clone());
+            let name = node.metadata.name.clone().unwrap_or_default();
+            match api.create(&PostParams::default(), node).await {
+                Ok(_) => tracing::info!(node = %name, "registered node"),
+                Err(error) if is_api_error(&error, kube::core::Status::is_already_exists) => {
+                    let labels = json!({ "metadata": { "labels": node.metadata.labels } });
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(labels))
+                        .await
+                        .map_err(failed("updating labels of node", name.clone()))?;
+                    tracing::info!(node = %name, "node already registered; updated it");
+                }
+                Err(error) => return Err(failed("creating node", name)(error)),
+            }
+            let status = json!({ "status": node.status });
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                .await
+                .map_err(failed("writing status of node", name))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn patch_node_status<'a>(
+        &'a self,
+        name: &'a str,
+        status: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let api: Api<Node> = Api::all(self.client.clone());
+            let patch = json!({ "status": status });
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(failed("patching status of node", name))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn watch_pods(&self, node_name: &str) -> BoxStream<'static, Result<PodChange, ClusterError>> {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+        watcher(api, config)
+            .default_backoff()
+            .map(|event| {
+                event
+                    .map(|event| match event {
+                        watcher::Event::Init => PodChange::Relisting,
+                        watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                            PodChange::Applied(Box::new(pod))
+                        }
+                        watcher::Event::Delete(pod) => PodChange::Deleted(Box::new(pod)),
+                        watcher::Event::InitDone => PodChange::Listed,
+                    })
+                    .map_err(|source| ClusterError::Watch {
+                        source: Box::new(source),
+                    })
+            })
+            .boxed()
+    }
+
+    fn patch_pod_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        status: &'a PodStatus,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            let patch = json!({ "status": status });
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(failed(
+                    "patching status of pod",
+                    format!("{namespace}/{name}"),
+                ))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn delete_pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        uid: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(name, &params).await {
+                Ok(_) => Ok(()),
+                // Someone else finished the deletion already.
+                Err(error) if is_api_error(&error, kube::core::Status::is_not_found) => Ok(()),
+                Err(error) => Err(failed("deleting pod", format!("{namespace}/{name}"))(error)),
+            }
+        }
+        .boxed()
+    }
+
+    fn create_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+            let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+            api.create(&PostParams::default(), event)
+                .await
+                .map_err(failed(
+                    "creating event for",
+                    event.involved_object.name.clone().unwrap_or_default(),
+                ))?;
+            Ok(())
+        }
+        .boxed()
+    }
+}

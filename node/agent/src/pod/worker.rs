@@ -1,0 +1,361 @@
+//! The pod worker: one task per pod (by uid) that starts its containers in the
+//! order the stage machine says, collects their statuses, writes the pod's
+//! status when it changes, and carries out deletion.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodSpec, PodStatus,
+};
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::PodIdentity;
+use super::stage::{PodShape, Stage, StageEvent, StopReason, advance, initial};
+use super::status::{StatusInputs, pod_status};
+use crate::cluster::Cluster;
+use crate::container::RestartPolicy;
+use crate::container::machine::ContainerMachine;
+use crate::container::runner::{ContainerRunner, Report, RunnerContext, Slot};
+use crate::driver::{ContainerDriver, error_chain};
+use crate::events::EventRecorder;
+use crate::logs::LogBook;
+
+/// How long to wait before writing a status again after the write failed.
+const STATUS_RETRY: Duration = Duration::from_secs(2);
+
+/// What every pod worker on the node shares.
+pub struct NodeContext {
+    pub node_name: String,
+    /// The node's address, also used as every pod's IP for now.
+    pub host_ip: String,
+    pub cluster: Arc<dyn Cluster>,
+    pub driver: Arc<dyn ContainerDriver>,
+    pub logs: Arc<LogBook>,
+    /// Cancelled when the agent shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// What the agent's pod watch tells a worker.
+#[derive(Debug)]
+pub enum WorkerCommand {
+    /// A newer version of the pod (maybe with a deletionTimestamp).
+    Update(Box<Pod>),
+    /// The pod is gone from the store or from this node.
+    Vanished,
+}
+
+pub struct PodWorker {
+    pod: PodIdentity,
+    spec: PodSpec,
+    policy: RestartPolicy,
+    node: Arc<NodeContext>,
+    events: EventRecorder,
+    stage: Stage,
+    init: Vec<ContainerStatus>,
+    main: Vec<ContainerStatus>,
+    main_finished: Vec<bool>,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    commands: mpsc::UnboundedReceiver<WorkerCommand>,
+    commands_open: bool,
+    /// The container tasks, and the token that stops them.
+    runners: TaskTracker,
+    stop_runners: CancellationToken,
+    /// Cancelled with the agent.
+    cancel: CancellationToken,
+    written: Option<PodStatus>,
+    retry_at: Option<Instant>,
+    start_time: Timestamp,
+}
+
+fn placeholder(container: &Container, reason: &str) -> ContainerStatus {
+    ContainerStatus {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        state: Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.to_string()),
+                message: None,
+            }),
+            ..ContainerState::default()
+        }),
+        started: Some(false),
+        ..ContainerStatus::default()
+    }
+}
+
+impl PodWorker {
+    /// Builds the worker for `pod`; `None` if the pod lacks a name, uid or spec.
+    /// Send it commands through the returned sender, then run it.
+    pub fn new(
+        pod: &Pod,
+        node: Arc<NodeContext>,
+    ) -> Option<(PodWorker, mpsc::UnboundedSender<WorkerCommand>)> {
+        let identity = PodIdentity::of(pod)?;
+        let spec = pod.spec.clone()?;
+        let policy = RestartPolicy::from_spec(spec.restart_policy.as_deref());
+        let init_specs = spec.init_containers.clone().unwrap_or_default();
+        let main_reason = if init_specs.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        let init = init_specs
+            .iter()
+            .map(|c| placeholder(c, "PodInitializing"))
+            .collect();
+        let main: Vec<_> = spec
+            .containers
+            .iter()
+            .map(|c| placeholder(c, main_reason))
+            .collect();
+        let names: Vec<String> = init_specs
+            .iter()
+            .chain(&spec.containers)
+            .map(|c| c.name.clone())
+            .collect();
+        node.logs
+            .register_pod(&identity.namespace, &identity.name, &identity.uid, &names);
+        let events = EventRecorder::new(
+            Arc::clone(&node.cluster),
+            &node.node_name,
+            identity.object_reference(pod.metadata.resource_version.clone()),
+            node.shutdown.clone(),
+        );
+        let cancel = node.shutdown.child_token();
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let shape = PodShape {
+            init_containers: init_specs.len(),
+            all_main_finished: false,
+        };
+        // A pod already being deleted is not started, only finished off.
+        let stage = match pod.metadata.deletion_timestamp {
+            Some(_) => Stage::Stopping(StopReason::Deleted),
+            None => initial(shape),
+        };
+        let worker = PodWorker {
+            pod: identity,
+            policy,
+            events,
+            stage,
+            main_finished: vec![false; main.len()],
+            init,
+            main,
+            reports_tx,
+            reports,
+            commands,
+            commands_open: true,
+            runners: TaskTracker::new(),
+            stop_runners: cancel.child_token(),
+            cancel,
+            written: None,
+            retry_at: None,
+            start_time: Timestamp::now(),
+            spec,
+            node,
+        };
+        Some((worker, commands_tx))
+    }
+
+    pub fn identity(&self) -> &PodIdentity {
+        &self.pod
+    }
+
+    fn shape(&self) -> PodShape {
+        PodShape {
+            init_containers: self.init.len(),
+            all_main_finished: self.main_finished.iter().all(|f| *f),
+        }
+    }
+
+    /// Runs the pod until it is stopped (deleted, gone, or the agent shuts down)
+    /// and says why it stopped.
+    pub async fn run(mut self) -> StopReason {
+        let span = tracing::info_span!("pod", pod = %self.pod, uid = %self.pod.uid);
+        async move {
+            tracing::info!("pod worker started");
+            self.enter(self.stage);
+            self.write_status().await;
+            let reason = loop {
+                let event = self.next_event().await;
+                if let Some(event) = event {
+                    let next = advance(self.stage, event, self.shape());
+                    if next != self.stage {
+                        tracing::debug!(from = ?self.stage, to = ?next, "pod stage changes");
+                        self.stage = next;
+                        self.enter(next);
+                    }
+                }
+                if let Stage::Stopped(reason) = self.stage {
+                    break reason;
+                }
+                self.write_status().await;
+            };
+            self.finish(reason).await;
+            reason
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn next_event(&mut self) -> Option<StageEvent> {
+        let stopping = matches!(self.stage, Stage::Stopping(_));
+        let listening = self.commands_open;
+        let retry = self.retry_at;
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled(), if !stopping => Some(StageEvent::StopRequested(StopReason::Shutdown)),
+            Some(report) = self.reports.recv() => self.apply(report),
+            command = self.commands.recv(), if listening => match command {
+                Some(WorkerCommand::Update(pod)) => {
+                    self.events.set_resource_version(pod.metadata.resource_version.clone());
+                    pod.metadata.deletion_timestamp.is_some().then_some(StageEvent::StopRequested(StopReason::Deleted))
+                }
+                Some(WorkerCommand::Vanished) => Some(StageEvent::StopRequested(StopReason::Vanished)),
+                // The agent dropped the worker's handle: treat the pod as gone.
+                None => {
+                    self.commands_open = false;
+                    Some(StageEvent::StopRequested(StopReason::Vanished))
+                }
+            },
+            _ = self.runners.wait(), if stopping => Some(StageEvent::ContainersStopped),
+            _ = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
+                self.retry_at = None;
+                None
+            }
+        }
+    }
+
+    fn apply(&mut self, report: Report) -> Option<StageEvent> {
+        match report.slot {
+            Slot::Init(i) => self.init[i] = report.status,
+            Slot::Main(i) => {
+                self.main[i] = report.status;
+                self.main_finished[i] = report.finished.is_some();
+            }
+        }
+        let success = report.finished?;
+        Some(StageEvent::ContainerFinished {
+            slot: report.slot,
+            success,
+        })
+    }
+
+    /// The entry action of a stage.
+    fn enter(&mut self, stage: Stage) {
+        match stage {
+            Stage::Initializing(i) => self.spawn_runner(Slot::Init(i)),
+            Stage::Running => (0..self.main.len()).for_each(|i| self.spawn_runner(Slot::Main(i))),
+            Stage::Completed => tracing::info!("pod completed; nothing more will run"),
+            Stage::Stopping(reason) => {
+                tracing::info!(?reason, "stopping the pod's containers");
+                self.stop_runners.cancel();
+                self.runners.close();
+            }
+            Stage::Stopped(_) => {}
+        }
+    }
+
+    fn spawn_runner(&self, slot: Slot) {
+        let (spec, policy) = match slot {
+            Slot::Init(i) => {
+                let init = self.spec.init_containers.as_deref().unwrap_or_default();
+                (init[i].clone(), self.policy.for_init_containers())
+            }
+            Slot::Main(i) => (self.spec.containers[i].clone(), self.policy),
+        };
+        let pod = &self.pod;
+        let image = spec.image.clone().unwrap_or_default();
+        let machine = ContainerMachine::new(
+            &spec.name,
+            &image,
+            (&pod.namespace, &pod.name, &pod.uid),
+            policy,
+        );
+        let context = RunnerContext {
+            pod: pod.clone(),
+            driver: Arc::clone(&self.node.driver),
+            logs: Arc::clone(&self.node.logs),
+            events: self.events.clone(),
+            reports: self.reports_tx.clone(),
+        };
+        let span = tracing::info_span!("container", container = %spec.name);
+        let runner = ContainerRunner::new(slot, spec, machine, context, self.stop_runners.clone());
+        self.runners.spawn(runner.run().instrument(span));
+    }
+
+    fn compute_status(&self) -> PodStatus {
+        pod_status(&StatusInputs {
+            policy: self.policy,
+            init: &self.init,
+            main: &self.main,
+            terminal: matches!(self.stage, Stage::Stopped(_)),
+            host_ip: &self.node.host_ip,
+            start_time: self.start_time,
+            previous: self.written.as_ref(),
+            now: Timestamp::now(),
+        })
+    }
+
+    /// Writes the pod's status if it differs from the last one written.
+    async fn write_status(&mut self) {
+        let status = self.compute_status();
+        if self.written.as_ref() == Some(&status) || self.node.shutdown.is_cancelled() {
+            return;
+        }
+        let pod = &self.pod;
+        match self
+            .node
+            .cluster
+            .patch_pod_status(&pod.namespace, &pod.name, &status)
+            .await
+        {
+            Ok(()) => {
+                self.written = Some(status);
+                self.retry_at = None;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "writing pod status failed; will retry");
+                self.retry_at = Some(Instant::now() + STATUS_RETRY);
+            }
+        }
+    }
+
+    async fn finish(mut self, reason: StopReason) {
+        if reason == StopReason::Deleted {
+            self.write_status().await;
+            let pod = &self.pod;
+            match self
+                .node
+                .cluster
+                .delete_pod(&pod.namespace, &pod.name, &pod.uid)
+                .await
+            {
+                Ok(()) => tracing::info!("pod deleted"),
+                Err(error) => tracing::warn!(error = %error_chain(&error), "deleting pod failed"),
+            }
+        }
+        if reason != StopReason::Shutdown {
+            let pod = &self.pod;
+            if let Some(dir) = self
+                .node
+                .logs
+                .forget_pod(&pod.namespace, &pod.name, &pod.uid)
+            {
+                let _ = tokio::fs::remove_dir_all(dir).await;
+            }
+        }
+        tracing::info!(?reason, "pod worker stopped");
+    }
+}
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
