@@ -35,13 +35,77 @@ pub fn api_versions() -> Value {
     })
 }
 
-pub fn api_groups(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry
-        .groups()
+/// The named groups, in registry order.
+pub fn group_names(registry: &Registry) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for (group, _) in registry.groups() {
+        if !names.contains(&group) {
+            names.push(group);
+        }
+    }
+    names
+}
+
+/// The versions served for `group` ("" is core), preferred first.
+pub fn group_versions_of(registry: &Registry, group: &str) -> Vec<&'static str> {
+    let mut versions: Vec<&'static str> = Vec::new();
+    for r in registry.all().iter().filter(|r| r.group == group) {
+        if !versions.contains(&r.version) {
+            versions.push(r.version);
+        }
+    }
+    versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+    versions
+}
+
+/// How Kubernetes ranks versions: GA above beta above alpha, then higher
+/// major, then higher minor (`v2` > `v1` > `v2beta1` > `v1beta2` > `v1alpha1`).
+pub(crate) fn version_priority(version: &str) -> (u8, u32, u32) {
+    let rest = version.strip_prefix('v').unwrap_or(version);
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let major = rest[..digits].parse().unwrap_or(0);
+    let suffix = &rest[digits..];
+    let (stability, minor) = if suffix.is_empty() {
+        (3, 0)
+    } else if let Some(n) = suffix.strip_prefix("beta") {
+        (2, n.parse().unwrap_or(0))
+    } else if let Some(n) = suffix.strip_prefix("alpha") {
+        (1, n.parse().unwrap_or(0))
+    } else {
+        (0, 0)
+    };
+    (stability, major, minor)
+}
+
+/// The `APIGroup` of one named group, or None if it is not served.
+pub fn api_group(registry: &Registry, group: &str) -> Option<Value> {
+    let versions: Vec<Value> = group_versions_of(registry, group)
         .into_iter()
-        .map(|(group, version)| {
-            let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-            json!({"name": group, "versions": [gv], "preferredVersion": gv})
+        .map(|version| json!({"groupVersion": format!("{group}/{version}"), "version": version}))
+        .collect();
+    if group.is_empty() || versions.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": group,
+        "versions": versions,
+        "preferredVersion": versions[0],
+    }))
+}
+
+pub fn api_groups(registry: &Registry) -> Value {
+    let groups: Vec<Value> = group_names(registry)
+        .into_iter()
+        .filter_map(|group| {
+            let mut entry = api_group(registry, group)?;
+            let object = entry.as_object_mut()?;
+            object.remove("kind");
+            object.remove("apiVersion");
+            Some(entry)
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})

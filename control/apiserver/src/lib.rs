@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod aggregated;
 mod binding;
 mod decode;
 mod discovery;
@@ -31,6 +32,7 @@ mod openapi;
 mod request;
 mod resources;
 mod rest;
+mod schemas;
 mod selectors;
 mod table;
 mod watch;
@@ -115,16 +117,18 @@ impl ApiServer {
             .route("/readyz", get(|| async { "ok" }))
             .route(
                 "/api",
-                get(|| async { axum::Json(discovery::api_versions()) }),
+                get(|headers: HeaderMap| async move {
+                    aggregated::respond(aggregated::Root::Core, &headers)
+                }),
             )
             .route(
                 "/apis",
-                get(|| async { axum::Json(discovery::api_groups(registry())) }),
+                get(|headers: HeaderMap| async move {
+                    aggregated::respond(aggregated::Root::Groups, &headers)
+                }),
             )
-            .route(
-                "/openapi/v3",
-                get(|| async { axum::Json(openapi::index(registry())) }),
-            )
+            .route("/apis/{group}", get(group_discovery))
+            .route("/openapi/v3", get(|| async { openapi::index_response() }))
             .route("/openapi/v3/{*path}", get(openapi_document))
             .route("/api/{version}", get(core_resources))
             .route("/api/{version}/{*rest}", any(core_request))
@@ -156,11 +160,15 @@ pub fn kubeconfig(server: &str, cluster: &str) -> String {
     )
 }
 
-async fn openapi_document(Path(path): Path<String>) -> Response {
-    match openapi::known(registry(), &path) {
-        Some((group, version)) => {
-            axum::Json(openapi::document(registry(), group, version)).into_response()
-        }
+async fn openapi_document(Path(path): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let query = Query::parse(query.as_deref());
+    openapi::document_response(&path, query.get("hash"))
+        .unwrap_or_else(|| ApiError::NoRoute.into_response())
+}
+
+async fn group_discovery(Path(group): Path<String>) -> Response {
+    match discovery::api_group(registry(), &group) {
+        Some(group) => axum::Json(group).into_response(),
         None => ApiError::NoRoute.into_response(),
     }
 }
