@@ -56,6 +56,9 @@ impl Scheduler {
         let mut node_events = watcher(nodes_api, watcher::Config::default()).boxed();
         let mut pending: BTreeMap<(String, String), Pod> = BTreeMap::new();
         let mut nodes: HashMap<String, Node> = HashMap::new();
+        // The last FailedScheduling reason per pod, so a retry that fails the
+        // same way does not record the same event again.
+        let mut reported: HashMap<(String, String), String> = HashMap::new();
         let mut retry = tokio::time::interval(RETRY);
         loop {
             tokio::select! {
@@ -83,7 +86,9 @@ impl Scheduler {
             if pending.is_empty() {
                 continue;
             }
-            self.schedule_all(&pods, &mut pending, &nodes).await;
+            reported.retain(|key, _| pending.contains_key(key));
+            self.schedule_all(&pods, &mut pending, &nodes, &mut reported)
+                .await;
         }
     }
 
@@ -92,6 +97,7 @@ impl Scheduler {
         pods: &Api<Pod>,
         pending: &mut BTreeMap<(String, String), Pod>,
         nodes: &HashMap<String, Node>,
+        reported: &mut HashMap<(String, String), String>,
     ) {
         let counts = match pod_counts(pods).await {
             Ok(counts) => counts,
