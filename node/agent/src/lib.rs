@@ -23,24 +23,25 @@
 //! trait, implemented over `kube` by [`KubeCluster`], so the logic is tested
 //! with in-memory doubles.
 //!
-//! ```ignore
-//! use skiff_agent::{AgentConfig, NodeAgent};
+//! ```no_run
+//! use skiff_agent::{AgentConfig, ContainerDriver, NodeAgent};
 //! use tokio_util::sync::CancellationToken;
 //!
-//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = AgentConfig {
-//!     node_name: "node-1".into(),
-//!     data_dir: "/var/lib/skiff/node".into(),
-//!     ..AgentConfig::default()
-//! };
-//! config.validate()?;
-//! let kube_config = kube::Config::new("http://127.0.0.1:6443".parse()?);
-//! let client = kube::Client::try_from(kube_config)?;
-//! let runtime = skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig::default())?;
-//! let cancel = CancellationToken::new();
-//! NodeAgent::new(config, client, runtime).run(cancel).await?;
-//! # Ok(())
-//! # }
+//! // `runtime` is the node's driver, e.g. a `skiff_wasm::WasmRuntime`
+//! // (the `wasm` feature, on by default, implements the trait for it).
+//! async fn run_node(runtime: impl ContainerDriver) -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = AgentConfig {
+//!         node_name: "node-1".into(),
+//!         data_dir: "/var/lib/skiff/node".into(),
+//!         ..AgentConfig::default()
+//!     };
+//!     config.validate()?;
+//!     let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:6443".parse()?))?;
+//!     let cancel = CancellationToken::new();
+//!     // Returns once `cancel` fires and every pod has stopped.
+//!     NodeAgent::new(config, client, runtime).run(cancel).await?;
+//!     Ok(())
+//! }
 //! ```
 
 pub mod agent;
