@@ -124,9 +124,12 @@ impl Scheduler {
                     Err(err) => tracing::warn!(%err, node, "binding failed"),
                 },
                 Err(reason) => {
-                    tracing::info!(reason, "unschedulable");
-                    self.event(pod, "Warning", "FailedScheduling", &reason)
-                        .await;
+                    if reported.get(&key) != Some(&reason) {
+                        tracing::info!(reason, "unschedulable");
+                        self.event(pod, "Warning", "FailedScheduling", &reason)
+                            .await;
+                        reported.insert(key.clone(), reason);
+                    }
                 }
             }
         }
