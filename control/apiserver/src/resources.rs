@@ -88,6 +88,14 @@ impl Registry {
                 crate::kinds::pod::resource(),
                 crate::kinds::node::resource(),
                 crate::kinds::event::resource(),
+                crate::kinds::replicationcontroller::resource(),
+                crate::kinds::deployment::resource(),
+                crate::kinds::replicaset::resource(),
+                crate::kinds::daemonset::resource(),
+                crate::kinds::statefulset::resource(),
+                crate::kinds::controllerrevision::resource(),
+                crate::kinds::job::resource(),
+                crate::kinds::cronjob::resource(),
             ],
         }
     }

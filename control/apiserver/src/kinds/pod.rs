@@ -63,8 +63,11 @@ fn set_default(map: &mut Value, key: &str, value: Value) {
     }
 }
 
-fn defaults(pod: &mut Value) {
-    let spec = &mut pod["spec"];
+/// The pod-spec defaults, shared with every kind that embeds a pod template.
+pub fn spec_defaults(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
     set_default(spec, "schedulerName", json!("default-scheduler"));
@@ -94,6 +97,10 @@ fn defaults(pod: &mut Value) {
             }
         }
     }
+}
+
+fn defaults(pod: &mut Value) {
+    spec_defaults(&mut pod["spec"]);
     let qos = qos_class(&pod["spec"]);
     let status = &mut pod["status"];
     set_default(status, "phase", json!("Pending"));
@@ -143,15 +150,25 @@ fn qos_class(spec: &Value) -> &'static str {
 
 fn validate(pod: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = validation::metadata(pod, validation::dns_subdomain);
-    let spec = &pod["spec"];
+    causes.extend(validate_spec(&pod["spec"], "spec"));
+    if let Some(old) = old {
+        causes.extend(immutable_spec(&old["spec"], &pod["spec"]));
+    }
+    causes
+}
+
+/// Validate a pod spec found at field path `at` (`spec`, or
+/// `spec.template.spec` in the kinds that embed a pod template).
+pub fn validate_spec(spec: &Value, at: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
     let containers = spec["containers"].as_array().filter(|c| !c.is_empty());
     if containers.is_none() {
-        causes.push(Cause::required("spec.containers"));
+        causes.push(Cause::required(format!("{at}.containers")));
     }
     let mut names: Vec<&str> = Vec::new();
     for list in CONTAINER_LISTS {
         for (i, container) in spec[list].as_array().into_iter().flatten().enumerate() {
-            let at = format!("spec.{list}[{i}]");
+            let at = format!("{at}.{list}[{i}]");
             match container["name"].as_str().filter(|n| !n.is_empty()) {
                 None => causes.push(Cause::required(format!("{at}.name"))),
                 Some(name) => {
@@ -203,13 +220,10 @@ fn validate(pod: &Value, old: Option<&Value>) -> Vec<Cause> {
         && !["Always", "OnFailure", "Never"].contains(&policy)
     {
         causes.push(Cause::unsupported(
-            "spec.restartPolicy",
+            format!("{at}.restartPolicy"),
             policy,
             &["Always", "OnFailure", "Never"],
         ));
-    }
-    if let Some(old) = old {
-        causes.extend(immutable_spec(&old["spec"], spec));
     }
     causes
 }
