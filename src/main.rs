@@ -14,7 +14,11 @@ use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "A WebAssembly-first orchestrator that speaks the Kubernetes API")]
+#[command(
+    name = "skiff",
+    version,
+    about = "A WebAssembly-first orchestrator that speaks the Kubernetes API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -134,7 +138,10 @@ async fn up(args: UpArgs) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             still_running = tasks.len(),
             "parts did not stop within {SHUTDOWN_GRACE:?}; closing the store anyway"

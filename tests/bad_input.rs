@@ -18,7 +18,11 @@ fn rejected_manifests_name_the_field_and_store_nothing() -> Result<()> {
     let cluster = Cluster::start()?;
     let dir = tempfile::tempdir()?;
 
-    let no_image = manifest(dir.path(), "no-image.yaml", &pod("no-image", "  - name: c\n"));
+    let no_image = manifest(
+        dir.path(),
+        "no-image.yaml",
+        &pod("no-image", "  - name: c\n"),
+    );
     let err = cluster.kubectl_err(&["apply", "-f", no_image.to_str().unwrap()])?;
     assert!(
         err.contains(r#"The Pod "no-image" is invalid: spec.containers[0].image: Required value"#),
@@ -28,7 +32,10 @@ fn rejected_manifests_name_the_field_and_store_nothing() -> Result<()> {
     let unknown = manifest(
         dir.path(),
         "unknown.yaml",
-        &pod("unknown", "  - name: c\n    image: file:///x.wasm\n    bogus: 1\n"),
+        &pod(
+            "unknown",
+            "  - name: c\n    image: file:///x.wasm\n    bogus: 1\n",
+        ),
     );
     let err = cluster.kubectl_err(&["apply", "-f", unknown.to_str().unwrap()])?;
     assert!(
@@ -45,7 +52,10 @@ fn rejected_manifests_name_the_field_and_store_nothing() -> Result<()> {
         ),
     );
     let err = cluster.kubectl_err(&["apply", "-f", wrong_type.to_str().unwrap()])?;
-    assert!(err.contains("spec.containers[0].ports[0].containerPort"), "{err}");
+    assert!(
+        err.contains("spec.containers[0].ports[0].containerPort"),
+        "{err}"
+    );
 
     let bad_policy = manifest(
         dir.path(),
@@ -53,7 +63,10 @@ fn rejected_manifests_name_the_field_and_store_nothing() -> Result<()> {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad-policy\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: file:///x.wasm\n",
     );
     let err = cluster.kubectl_err(&["apply", "-f", bad_policy.to_str().unwrap()])?;
-    assert!(err.contains("spec.restartPolicy: Unsupported value: \"Sometimes\""), "{err}");
+    assert!(
+        err.contains("spec.restartPolicy: Unsupported value: \"Sometimes\""),
+        "{err}"
+    );
 
     // None of them reached the store.
     let pods = cluster.kubectl_ok(&["get", "pods", "-o", "name"])?;
@@ -80,12 +93,18 @@ fn bad_guests_fail_their_pod_and_the_node_keeps_running() -> Result<()> {
     let good = manifest(
         dir.path(),
         "good.yaml",
-        &pod("good", "  - name: c\n    image: file:///usr/local/share/skiff/examples/hello.wasm\n"),
+        &pod(
+            "good",
+            "  - name: c\n    image: file:///usr/local/share/skiff/examples/hello.wasm\n",
+        ),
     );
     let missing = manifest(
         dir.path(),
         "missing.yaml",
-        &pod("missing", "  - name: c\n    image: file:///no/such/file.wasm\n"),
+        &pod(
+            "missing",
+            "  - name: c\n    image: file:///no/such/file.wasm\n",
+        ),
     );
     let invalid = manifest(
         dir.path(),
@@ -118,6 +137,9 @@ fn bad_guests_fail_their_pod_and_the_node_keeps_running() -> Result<()> {
         "-o",
         "jsonpath={.items[*].message}",
     ])?;
-    assert!(events.contains("/no/such/file.wasm"), "an event names the artifact: {events}");
+    assert!(
+        events.contains("/no/such/file.wasm"),
+        "an event names the artifact: {events}"
+    );
     Ok(())
 }

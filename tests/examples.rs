@@ -22,6 +22,9 @@ fn exit_code_example_ends_failed_with_its_code() -> Result<()> {
     let table = cluster.kubectl_ok(&["get", "pods", "-n", "exit-code"])?;
     assert!(table.contains("Error"), "{table}");
     let logs = cluster.kubectl_ok(&["logs", "exit-code", "-n", "exit-code"])?;
-    assert!(!logs.trim().is_empty(), "the guest's output is kept after it exits");
+    assert!(
+        !logs.trim().is_empty(),
+        "the guest's output is kept after it exits"
+    );
     Ok(())
 }

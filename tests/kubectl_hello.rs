@@ -22,20 +22,39 @@ fn hello_example_runs_under_kubectl() -> Result<()> {
     assert!(applied.contains("namespace/hello created"), "{applied}");
     assert!(applied.contains("pod/hello created"), "{applied}");
 
-    cluster.wait_field(&["pod", "hello", "-n", "hello"], "{.status.phase}", "Running")?;
+    cluster.wait_field(
+        &["pod", "hello", "-n", "hello"],
+        "{.status.phase}",
+        "Running",
+    )?;
     cluster.wait_for(std::time::Duration::from_secs(30), "the greeting", |c| {
         let logs = c.kubectl_ok(&["logs", "hello", "-n", "hello"])?;
         Ok(logs.contains("Hello from Skiff!") && logs.contains("tick 1"))
     })?;
     let logs = cluster.kubectl_ok(&["logs", "hello", "-n", "hello"])?;
     assert!(logs.contains("from"), "the args reach the guest: {logs}");
-    assert!(logs.contains("GREETING=ahoy"), "the env reaches the guest: {logs}");
+    assert!(
+        logs.contains("GREETING=ahoy"),
+        "the env reaches the guest: {logs}"
+    );
 
     let table = cluster.kubectl_ok(&["get", "pods", "-n", "hello"])?;
     let mut lines = table.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{table}");
-    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(&row[..4], ["hello", "1/1", "Running", "0"], "{table}");
 
     let again = cluster.kubectl_ok(&["apply", "-f", example])?;
@@ -73,8 +92,15 @@ fn hello_example_runs_under_kubectl() -> Result<()> {
     cluster.kubectl_ok(&["apply", "-f", example])?;
     cluster.restart()?;
     let namespaces = cluster.kubectl_ok(&["get", "namespaces"])?;
-    assert!(namespaces.lines().any(|l| l.starts_with("hello ")), "{namespaces}");
-    cluster.wait_field(&["pod", "hello", "-n", "hello"], "{.status.phase}", "Running")?;
+    assert!(
+        namespaces.lines().any(|l| l.starts_with("hello ")),
+        "{namespaces}"
+    );
+    cluster.wait_field(
+        &["pod", "hello", "-n", "hello"],
+        "{.status.phase}",
+        "Running",
+    )?;
     cluster.stop()?;
     Ok(())
 }
@@ -95,12 +121,34 @@ fn stale_updates_conflict_and_patches_apply() -> Result<()> {
     std::fs::write(&stale_path, &stale)?;
     cluster.kubectl_ok(&["label", "namespace", "team-a", "owner=me"])?;
     let conflict = cluster.kubectl_err(&["replace", "-f", stale_path.to_str().unwrap()])?;
-    assert!(conflict.contains("the object has been modified"), "{conflict}");
+    assert!(
+        conflict.contains("the object has been modified"),
+        "{conflict}"
+    );
 
     // Merge patch and strategic merge patch through kubectl.
-    cluster.kubectl_ok(&["patch", "namespace", "team-a", "--type=merge", "-p", r#"{"metadata":{"labels":{"tier":null}}}"#])?;
-    cluster.kubectl_ok(&["patch", "namespace", "team-a", "-p", r#"{"metadata":{"annotations":{"note":"hi"}}}"#])?;
-    let labels = cluster.kubectl_ok(&["get", "namespace", "team-a", "-o", "jsonpath={.metadata.labels.tier}|{.metadata.labels.owner}|{.metadata.annotations.note}"])?;
+    cluster.kubectl_ok(&[
+        "patch",
+        "namespace",
+        "team-a",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"tier":null}}}"#,
+    ])?;
+    cluster.kubectl_ok(&[
+        "patch",
+        "namespace",
+        "team-a",
+        "-p",
+        r#"{"metadata":{"annotations":{"note":"hi"}}}"#,
+    ])?;
+    let labels = cluster.kubectl_ok(&[
+        "get",
+        "namespace",
+        "team-a",
+        "-o",
+        "jsonpath={.metadata.labels.tier}|{.metadata.labels.owner}|{.metadata.annotations.note}",
+    ])?;
     assert_eq!(labels, "|me|hi");
     Ok(())
 }

@@ -59,7 +59,10 @@ impl Cluster {
             .env("RUST_LOG", "info,raft=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(
-                self.data_dir.parent().unwrap().join(format!("skiff-{}.log", std::process::id())),
+                self.data_dir
+                    .parent()
+                    .unwrap()
+                    .join(format!("skiff-{}.log", std::process::id())),
             )?))
             .spawn()
             .context("starting skiff up")?;
@@ -80,7 +83,12 @@ impl Cluster {
         self.server = server.context("skiff up did not report its API address")?;
         self.child = Some(child);
         self.wait_for(Duration::from_secs(60), "the node to be Ready", |c| {
-            let out = c.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"])?;
+            let out = c.kubectl(&[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+            ])?;
             Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("True"))
         })?;
         Ok(())
@@ -154,11 +162,15 @@ impl Cluster {
         let expr = format!("jsonpath={jsonpath}");
         args.extend_from_slice(&["-o", &expr]);
         let mut last = String::new();
-        self.wait_for(Duration::from_secs(90), &format!("{jsonpath} = {want}"), |c| {
-            let out = c.kubectl(&args)?;
-            last = String::from_utf8_lossy(&out.stdout).into_owned();
-            Ok(last == want)
-        })
+        self.wait_for(
+            Duration::from_secs(90),
+            &format!("{jsonpath} = {want}"),
+            |c| {
+                let out = c.kubectl(&args)?;
+                last = String::from_utf8_lossy(&out.stdout).into_owned();
+                Ok(last == want)
+            },
+        )
         .with_context(|| format!("last value {last:?}"))
     }
 
@@ -187,7 +199,10 @@ impl Cluster {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.parent().unwrap().join(format!("skiff-{}.log", std::process::id()))
+        self.data_dir
+            .parent()
+            .unwrap()
+            .join(format!("skiff-{}.log", std::process::id()))
     }
 }
 
