@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use raft::prelude::{Entry, EntryType};
+use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::{Batch, Transactional};
 
@@ -12,6 +12,7 @@ use crate::codec::{self, Command, KvRecord, Request};
 use crate::disk::{self, APPLIED_INDEX, COMPACTED, REVISION, fatal};
 use crate::mvcc::{self, KvAccess};
 use crate::shared::Shared;
+use crate::snapshot;
 use crate::{Revision, StoreError, TxnResponse};
 
 /// Revision of an empty store, as in etcd.
@@ -59,6 +60,22 @@ impl StateMachine {
 
     pub fn applied_index(&self) -> u64 {
         self.state.index
+    }
+
+    /// Replaces the applied state and the log with `snapshot` (see `snapshot::install`),
+    /// with readers held off so none sees a mix of old and new state.
+    pub fn install(
+        &mut self,
+        snapshot: &Snapshot,
+        hard_state: &HardState,
+    ) -> Result<(HardState, ConfState), StoreError> {
+        let gate = self.shared.write_gate();
+        let (state, hard_state, conf_state) =
+            snapshot::install(&self.shared.trees, snapshot, hard_state)?;
+        self.state = state;
+        self.shared.publish(state.revision, state.compacted);
+        drop(gate);
+        Ok((hard_state, conf_state))
     }
 
     /// Applies `entries` (in log order) and returns each request's outcome. Stops the

@@ -8,6 +8,11 @@ use crate::StoreError;
 /// How to open a store.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
+    /// This member's Raft id (not 0).
+    pub id: u64,
+    /// The Raft ids of every voter of a new group, this one included; all members of a
+    /// group must start with the same list. Ignored once the data directory has a group.
+    pub members: Vec<u64>,
     /// Directory holding the sled database (created if missing).
     pub data_dir: PathBuf,
     /// Period of one Raft logical clock tick.
@@ -20,17 +25,27 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Events buffered per watch before the watcher task waits for its reader.
     pub watch_buffer: usize,
+    /// How long a write or a linearizable read may wait (for a leader, a quorum, the
+    /// apply step) before failing with `StoreError::Timeout`, its outcome unknown.
+    pub request_timeout: Duration,
+    /// Applied entries kept in the Raft log before it is compacted; a member further
+    /// behind than that catches up from a snapshot.
+    pub log_compaction_entries: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            id: 1,
+            members: vec![1],
             data_dir: PathBuf::from("skiff-data/store"),
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 3,
             max_batch: 256,
             watch_buffer: 256,
+            request_timeout: Duration::from_secs(5),
+            log_compaction_entries: 10_000,
         }
     }
 }
@@ -46,6 +61,34 @@ impl StoreConfig {
 
     /// Rejects values the Raft task cannot run with.
     pub fn validate(&self) -> Result<(), StoreError> {
+        if self.id == 0 {
+            return Err(StoreError::Config("id must not be 0".into()));
+        }
+        if !self.members.contains(&self.id) {
+            return Err(StoreError::Config(format!(
+                "members {:?} must include this member's id {}",
+                self.members, self.id
+            )));
+        }
+        let mut members = self.members.clone();
+        members.sort_unstable();
+        members.dedup();
+        if members.len() != self.members.len() || members.contains(&0) {
+            return Err(StoreError::Config(format!(
+                "members {:?} must be distinct and not 0",
+                self.members
+            )));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(StoreError::Config(
+                "request_timeout must be above zero".into(),
+            ));
+        }
+        if self.log_compaction_entries == 0 {
+            return Err(StoreError::Config(
+                "log_compaction_entries must be at least 1".into(),
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(StoreError::Config("data_dir is empty".into()));
         }
@@ -85,5 +128,12 @@ mod tests {
         assert!(err.contains("heartbeat_ticks"), "{err}");
         let config = StoreConfig::new("");
         assert!(config.validate().is_err());
+        let config = StoreConfig {
+            id: 4,
+            members: vec![1, 2, 3],
+            ..StoreConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("members"), "{err}");
     }
 }

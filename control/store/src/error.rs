@@ -41,6 +41,13 @@ pub enum StoreError {
         requested: Revision,
         current: Revision,
     },
+    /// No answer within `StoreConfig::request_timeout` (no leader, no quorum, or a lost
+    /// message). For a write the outcome is unknown: it may still be applied.
+    #[error("{what} timed out after {after:?} (no leader or no quorum reachable?)")]
+    Timeout {
+        what: &'static str,
+        after: std::time::Duration,
+    },
     /// The store was closed (or its Raft task ended) before the request finished.
     #[error("the store is stopped")]
     Stopped,

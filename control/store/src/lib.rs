@@ -77,16 +77,20 @@ mod logger;
 mod mvcc;
 mod node;
 mod raft_log;
+mod ready;
 #[cfg(test)]
 mod replay_tests;
 mod shared;
+mod snapshot;
 mod store;
+mod transport;
 mod types;
 mod watch;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
-pub use store::Store;
+pub use store::{ReadConsistency, Store};
+pub use transport::{RaftMessage, Transport};
 pub use types::{
     Compare, CompareTarget, EventKind, KeyValue, Op, OpResult, RangeResponse, Revision, Txn,
     TxnResponse, WatchEvent,

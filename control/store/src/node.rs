@@ -1,62 +1,90 @@
-//! The task that owns the Raft node. It ticks, proposes, and for each `Ready`:
-//! persists entries and hard state (one flush per `Ready`), only then sends the
-//! messages that depend on them, hands committed entries to the apply step, answers
-//! their proposers, and advances. One member has no one to send to, but the order is
-//! kept so peers can be added without reshuffling it.
+//! The task that owns the Raft node: it ticks, steps messages from peers, proposes,
+//! starts ReadIndex requests, and hands each `Ready` to module `ready`.
+//!
+//! Proposals made on a follower are forwarded to the leader by Raft itself (as
+//! `MsgPropose`); the entry carries the proposer's request id, so the proposing member
+//! answers its caller when it applies the entry, like every member applies it.
+//! Proposals that Raft drops because no leader is known wait here and are proposed
+//! again on the next tick; the caller's `request_timeout` bounds the wait.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::StateRole;
-use raft::prelude::{Entry, Message, RawNode};
+use raft::prelude::{Message, RawNode};
+use raft::{ReadOnlyOption, StateRole};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{AppliedState, Outcome, StateMachine};
 use crate::codec::{self, Command, Request};
-use crate::disk::fatal;
 use crate::logger::raft_logger;
 use crate::raft_log::RaftLog;
 use crate::shared::Shared;
+use crate::transport::Transport;
 use crate::{StoreConfig, StoreError};
 
-/// The Raft id of the only member until membership changes exist.
-const MEMBER_ID: u64 = 1;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// A write waiting to go through the log.
-pub(crate) struct Proposal {
-    pub command: Command,
-    pub reply: oneshot::Sender<Result<Outcome, StoreError>>,
+/// What the `Store` handle and the transport send to the Raft task.
+pub(crate) enum Input {
+    /// A write to go through the log.
+    Propose(Command, Reply<Outcome>),
+    /// Answered once this member has applied everything committed when it asked.
+    Read(Reply<()>),
+    /// Messages from other members.
+    Messages(Vec<Message>),
+    TransferLeader(u64),
+}
+
+/// Linearizable reads that share one ReadIndex request.
+pub(crate) struct ReadBatch {
+    pub ctx: Vec<u8>,
+    pub replies: Vec<Reply<()>>,
+    /// The commit index the leader confirmed, once known.
+    pub index: Option<u64>,
 }
 
 pub(crate) struct RaftNode {
-    raw: RawNode<RaftLog>,
-    machine: StateMachine,
-    db: sled::Db,
+    pub raw: RawNode<RaftLog>,
+    pub machine: StateMachine,
+    pub shared: Arc<Shared>,
+    pub transport: Arc<dyn Transport>,
     /// Proposers waiting for their entry to be applied, by request id.
-    pending: HashMap<u64, oneshot::Sender<Result<Outcome, StoreError>>>,
+    pub pending: HashMap<u64, Reply<Outcome>>,
+    /// Proposals Raft dropped for want of a leader, to propose again.
+    stalled: Vec<(u64, Vec<u8>, Reply<Outcome>)>,
+    pub reads: Vec<ReadBatch>,
     next_id: u64,
+    ticks: u64,
+    heartbeat_ticks: u64,
+    pub log_compaction_entries: u64,
 }
 
 impl RaftNode {
-    /// Loads the log, elects this member, and applies every committed entry the last
-    /// run left unapplied, so the store is current when `open` returns.
+    /// Loads the log and applies every committed entry the last run left unapplied, so
+    /// the store is current when `open` returns. A one-member group also elects itself.
     pub async fn start(
         config: &StoreConfig,
         shared: Arc<Shared>,
         state: AppliedState,
+        transport: Arc<dyn Transport>,
     ) -> Result<RaftNode, StoreError> {
-        let storage = RaftLog::open(&shared.trees, MEMBER_ID)?;
+        let storage = RaftLog::open(&shared.trees, &config.members)?;
         let raft_config = raft::Config {
-            id: MEMBER_ID,
+            id: config.id,
             election_tick: config.election_ticks,
             heartbeat_tick: config.heartbeat_ticks,
             applied: state.index,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            // A partitioned member must not disrupt the group when it comes back, and
+            // a leader cut off from a quorum must step down so it stops serving reads.
+            pre_vote: true,
+            check_quorum: true,
+            read_only_option: ReadOnlyOption::Safe,
             ..raft::Config::default()
         };
         raft_config
@@ -64,28 +92,38 @@ impl RaftNode {
             .map_err(StoreError::raft("validating the raft configuration"))?;
         let raw = RawNode::new(&raft_config, storage, &raft_logger())
             .map_err(StoreError::raft("creating the raft node"))?;
+        let alone = raw.raft.prs().conf().voters().ids().len() == 1;
         let mut node = RaftNode {
             raw,
             machine: StateMachine::new(shared.clone(), state)?,
-            db: shared.trees.db.clone(),
+            shared,
+            transport,
             pending: HashMap::new(),
-            // Random so ids of entries replayed from an earlier run never match a
-            // proposer of this run.
-            next_id: RandomState::new().hash_one(std::process::id()),
+            stalled: Vec::new(),
+            reads: Vec::new(),
+            // Random so ids of entries replayed from an earlier run, or proposed by
+            // another member, never match a proposer of this one.
+            next_id: RandomState::new().hash_one((std::process::id(), config.id)),
+            ticks: 0,
+            heartbeat_ticks: config.heartbeat_ticks as u64,
+            log_compaction_entries: config.log_compaction_entries,
         };
-        // Alone, this member wins at once; waiting for an election timeout would only
-        // delay the first write.
-        node.raw
-            .campaign()
-            .map_err(StoreError::raft("campaigning"))?;
-        while node.raw.has_ready() {
-            node.handle_ready().await;
+        if alone {
+            // Alone, this member wins at once; waiting for an election timeout would
+            // only delay the first write.
+            node.raw
+                .campaign()
+                .map_err(StoreError::raft("campaigning"))?;
         }
-        if node.raw.raft.state != StateRole::Leader {
+        while node.raw.has_ready() {
+            node.handle_ready();
+        }
+        if alone && node.raw.raft.state != StateRole::Leader {
             return Err(StoreError::raft("electing the only member")(
                 raft::Error::ProposalDropped,
             ));
         }
+        node.after_ready();
         Ok(node)
     }
 
@@ -93,7 +131,7 @@ impl RaftNode {
     /// is still waiting with `StoreError::Stopped`.
     pub async fn run(
         mut self,
-        mut proposals: mpsc::Receiver<Proposal>,
+        mut inputs: mpsc::Receiver<Input>,
         cancel: CancellationToken,
         tick: Duration,
         max_batch: usize,
@@ -103,42 +141,80 @@ impl RaftNode {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = ticker.tick() => {
-                    self.raw.tick();
-                }
-                received = proposals.recv() => {
-                    let Some(proposal) = received else { break };
-                    self.propose(proposal);
+                _ = ticker.tick() => self.tick(),
+                received = inputs.recv() => {
+                    let Some(input) = received else { break };
+                    let mut reads = Vec::new();
+                    self.take(input, &mut reads);
                     // Take what else is waiting so one flush covers the whole batch.
                     for _ in 1..max_batch {
-                        match proposals.try_recv() {
-                            Ok(proposal) => self.propose(proposal),
+                        match inputs.try_recv() {
+                            Ok(input) => self.take(input, &mut reads),
                             Err(_) => break,
                         }
+                    }
+                    if !reads.is_empty() {
+                        self.start_read(reads);
                     }
                 }
             }
             while self.raw.has_ready() {
-                self.handle_ready().await;
+                self.handle_ready();
             }
+            self.after_ready();
         }
-        self.stop(proposals).await;
+        self.stop(inputs).await;
     }
 
-    fn propose(&mut self, proposal: Proposal) {
+    fn take(&mut self, input: Input, reads: &mut Vec<Reply<()>>) {
+        match input {
+            Input::Propose(command, reply) => self.propose(command, reply),
+            Input::Read(reply) => reads.push(reply),
+            Input::Messages(messages) => {
+                for message in messages {
+                    if let Err(error) = self.raw.step(message) {
+                        tracing::debug!(%error, "ignoring a raft message");
+                    }
+                }
+            }
+            Input::TransferLeader(to) => {
+                if self.raw.raft.state == StateRole::Leader {
+                    self.raw.transfer_leader(to);
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.raw.tick();
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(self.heartbeat_ticks) {
+            self.pending.retain(|_, reply| !reply.is_closed());
+            self.retry_stalled();
+            self.retry_reads();
+        }
+    }
+
+    fn propose(&mut self, command: Command, reply: Reply<Outcome>) {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let data = codec::encode_request(&Request {
-            id,
-            command: proposal.command,
-        });
-        match self.raw.propose(Vec::new(), data) {
+        let data = codec::encode_request(&Request { id, command });
+        self.propose_data(id, data, reply);
+    }
+
+    fn propose_data(&mut self, id: u64, data: Vec<u8>, reply: Reply<Outcome>) {
+        if reply.is_closed() {
+            return;
+        }
+        match self.raw.propose(Vec::new(), data.clone()) {
             Ok(()) => {
-                self.pending.insert(id, proposal.reply);
+                self.pending.insert(id, reply);
             }
+            // Never entered the log, so proposing the same request again is safe.
+            Err(raft::Error::ProposalDropped) => self.stalled.push((id, data, reply)),
             Err(source) => {
                 // The receiver may have given up waiting; nothing else to tell.
-                let _ = proposal.reply.send(Err(StoreError::Raft {
+                let _ = reply.send(Err(StoreError::Raft {
                     context: "proposing a write",
                     source,
                 }));
@@ -146,66 +222,71 @@ impl RaftNode {
         }
     }
 
-    async fn handle_ready(&mut self) {
-        let mut ready = self.raw.ready();
-        self.send(ready.take_messages());
-        if !ready.snapshot().is_empty() {
-            fatal(
-                "installing a raft snapshot",
-                &StoreError::codec("raft snapshot", "snapshots are not supported yet"),
-            );
+    fn retry_stalled(&mut self) {
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            return;
         }
-        self.apply(ready.take_committed_entries());
+        for (id, data, reply) in std::mem::take(&mut self.stalled) {
+            self.propose_data(id, data, reply);
+        }
+    }
 
-        let wrote = !ready.entries().is_empty() || ready.hs().is_some();
-        if let Err(error) = self.raw.mut_store().append(ready.entries(), ready.hs()) {
-            fatal("persisting raft entries", &error);
-        }
-        if wrote && let Err(error) = self.db.flush_async().await {
-            fatal("flushing the raft log to disk", &error);
-        }
-        self.send(ready.take_persisted_messages());
+    fn start_read(&mut self, replies: Vec<Reply<()>>) {
+        let ctx = self.next_id.to_be_bytes().to_vec();
+        self.next_id = self.next_id.wrapping_add(1);
+        self.raw.read_index(ctx.clone());
+        self.reads.push(ReadBatch {
+            ctx,
+            replies,
+            index: None,
+        });
+    }
 
-        let mut light = self.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            // Not flushed here: a lost commit index is learned again from the log.
-            if let Err(error) = self.raw.mut_store().set_commit(commit) {
-                fatal("recording the raft commit index", &error);
+    /// Asks again for reads still without an index: Raft drops a ReadIndex request
+    /// when no leader is known or the leader has not committed in its term yet.
+    fn retry_reads(&mut self) {
+        self.reads.retain_mut(|batch| {
+            batch.replies.retain(|reply| !reply.is_closed());
+            !batch.replies.is_empty()
+        });
+        let waiting: Vec<Vec<u8>> = self
+            .reads
+            .iter()
+            .filter(|batch| batch.index.is_none())
+            .map(|batch| batch.ctx.clone())
+            .collect();
+        for ctx in waiting {
+            self.raw.read_index(ctx);
+        }
+    }
+
+    async fn stop(mut self, mut inputs: mpsc::Receiver<Input>) {
+        inputs.close();
+        while let Ok(input) = inputs.try_recv() {
+            match input {
+                Input::Propose(_, reply) => {
+                    let _ = reply.send(Err(StoreError::Stopped));
+                }
+                Input::Read(reply) => {
+                    let _ = reply.send(Err(StoreError::Stopped));
+                }
+                Input::Messages(_) | Input::TransferLeader(_) => {}
             }
-        }
-        self.send(light.take_messages());
-        self.apply(light.take_committed_entries());
-        self.raw.advance_apply();
-    }
-
-    fn apply(&mut self, entries: Vec<Entry>) {
-        for (id, outcome) in self.machine.apply(&entries) {
-            if let Some(reply) = self.pending.remove(&id) {
-                let _ = reply.send(outcome);
-            }
-        }
-    }
-
-    fn send(&self, messages: Vec<Message>) {
-        if !messages.is_empty() {
-            tracing::warn!(
-                count = messages.len(),
-                "dropping raft messages: a one-member group has no peers"
-            );
-        }
-    }
-
-    async fn stop(mut self, mut proposals: mpsc::Receiver<Proposal>) {
-        proposals.close();
-        while let Ok(proposal) = proposals.try_recv() {
-            let _ = proposal.reply.send(Err(StoreError::Stopped));
         }
         // These entries may still be in the log and be applied on the next open: to
         // their proposers the outcome is unknown, as after any lost connection.
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(StoreError::Stopped));
         }
-        if let Err(error) = self.db.flush_async().await {
+        for (_, _, reply) in self.stalled.drain(..) {
+            let _ = reply.send(Err(StoreError::Stopped));
+        }
+        for batch in self.reads.drain(..) {
+            for reply in batch.replies {
+                let _ = reply.send(Err(StoreError::Stopped));
+            }
+        }
+        if let Err(error) = self.shared.trees.db.flush_async().await {
             tracing::error!(%error, "flushing the store on shutdown failed");
         }
         tracing::info!(

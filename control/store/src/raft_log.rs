@@ -1,9 +1,10 @@
 //! Raft's log and hard state in sled: the `raft::Storage` the `RawNode` reads, plus the
 //! writes the Raft task makes before it acts on a `Ready`.
 //!
-//! Log compaction and snapshots are not written yet: the log starts at index 1 and is
-//! kept whole. When they come, a truncated index/term record in `raft_state` will move
-//! `first_index` and answer `term(first_index - 1)`.
+//! The log always holds a *marker* entry, the last entry compacted away (index 0, term 0
+//! in a new log): it answers `term(first_index - 1)` and makes `first_index` the key
+//! after it. Log compaction and snapshot installation both move the marker forward in
+//! one sled batch with the removal of the entries it replaces.
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
@@ -11,32 +12,52 @@ use sled::Batch;
 
 use crate::StoreError;
 use crate::disk::{CONF_STATE, HARD_STATE, Trees};
+use crate::snapshot;
 
 pub(crate) struct RaftLog {
+    trees: Trees,
     log: sled::Tree,
     state: sled::Tree,
     hard_state: HardState,
     conf_state: ConfState,
 }
 
-fn index_key(index: u64) -> [u8; 8] {
+pub(crate) fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn decode<M: protobuf::Message>(what: &'static str, bytes: &[u8]) -> Result<M, StoreError> {
+pub(crate) fn decode<M: protobuf::Message>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<M, StoreError> {
     M::parse_from_bytes(bytes).map_err(|e| StoreError::codec(what, e.to_string()))
 }
 
-fn encode(message: &impl protobuf::Message) -> Vec<u8> {
+pub(crate) fn encode(message: &impl protobuf::Message) -> Vec<u8> {
     message
         .write_to_bytes()
         .expect("encoding a raft message in memory cannot fail")
 }
 
+/// The dataless entry kept at the compaction point.
+pub(crate) fn marker(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        ..Entry::default()
+    }
+}
+
+fn decode_index(key: &[u8]) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(key.try_into().map_err(|_| {
+        StoreError::codec("raft log key", format!("{} bytes, want 8", key.len()))
+    })?))
+}
+
 impl RaftLog {
-    /// Opens the log; a data directory never used before becomes a one-member group
-    /// whose only voter is `member_id`.
-    pub fn open(trees: &Trees, member_id: u64) -> Result<RaftLog, StoreError> {
+    /// Opens the log; a data directory never used before becomes a group whose voters
+    /// are `members`.
+    pub fn open(trees: &Trees, members: &[u64]) -> Result<RaftLog, StoreError> {
         let read = |key: &[u8]| {
             trees
                 .raft_state
@@ -50,7 +71,7 @@ impl RaftLog {
         let conf_state = match read(CONF_STATE)? {
             Some(bytes) => decode("raft conf state", &bytes)?,
             None => {
-                let conf_state = ConfState::from((vec![member_id], vec![]));
+                let conf_state = ConfState::from((members.to_vec(), vec![]));
                 trees
                     .raft_state
                     .insert(CONF_STATE, encode(&conf_state))
@@ -58,12 +79,23 @@ impl RaftLog {
                 conf_state
             }
         };
-        Ok(RaftLog {
+        let log = RaftLog {
+            trees: trees.clone(),
             log: trees.raft_log.clone(),
             state: trees.raft_state.clone(),
             hard_state,
             conf_state,
-        })
+        };
+        // A log never compacted (new, or written before markers existed) starts at 1.
+        match log.first_key()? {
+            None | Some(1) => {
+                log.log
+                    .insert(index_key(0), encode(&marker(0, 0)))
+                    .map_err(StoreError::sled("writing the raft log marker"))?;
+            }
+            Some(_) => {}
+        }
+        Ok(log)
     }
 
     /// Appends `entries`, replacing any entries at or after the first one's index (a
@@ -99,6 +131,33 @@ impl RaftLog {
         self.set_hard_state(hard_state)
     }
 
+    /// Drops the entries before `index`, which becomes the marker. The caller must have
+    /// flushed the applied state through `index` first: after this the log cannot
+    /// replay those entries.
+    pub fn compact(&mut self, index: u64) -> Result<(), StoreError> {
+        let Some(entry) = self.entry(index)? else {
+            return Ok(());
+        };
+        let mut batch = Batch::default();
+        for key in self.log.range(..index_key(index)).keys() {
+            batch.remove(key.map_err(StoreError::sled("listing compacted raft entries"))?);
+        }
+        batch.insert(&index_key(index), encode(&marker(index, entry.term)));
+        self.log
+            .apply_batch(batch)
+            .map_err(StoreError::sled("compacting the raft log"))
+    }
+
+    /// Records what installing `snapshot` wrote to disk (see `snapshot::install`).
+    pub fn restored(&mut self, hard_state: HardState, conf_state: ConfState) {
+        self.hard_state = hard_state;
+        self.conf_state = conf_state;
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
     fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), StoreError> {
         self.state
             .insert(HARD_STATE, encode(&hard_state))
@@ -107,15 +166,29 @@ impl RaftLog {
         Ok(())
     }
 
+    fn first_key(&self) -> Result<Option<u64>, StoreError> {
+        match self
+            .log
+            .first()
+            .map_err(StoreError::sled("reading the raft log"))?
+        {
+            Some((key, _)) => Ok(Some(decode_index(&key)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn marker_index(&self) -> Result<u64, StoreError> {
+        self.first_key()?
+            .ok_or_else(|| StoreError::codec("raft log", "the marker entry is missing"))
+    }
+
     fn last(&self) -> Result<u64, StoreError> {
         match self
             .log
             .last()
             .map_err(StoreError::sled("reading the raft log"))?
         {
-            Some((key, _)) => Ok(u64::from_be_bytes(key.as_ref().try_into().map_err(
-                |_| StoreError::codec("raft log key", format!("{} bytes, want 8", key.len())),
-            )?)),
+            Some((key, _)) => decode_index(&key),
             None => Ok(0),
         }
     }
@@ -171,9 +244,8 @@ impl Storage for RaftLog {
     }
 
     fn term(&self, index: u64) -> raft::Result<u64> {
-        // Index 0 is the empty prefix before the first entry; its term is 0.
-        if index == 0 {
-            return Ok(0);
+        if index < self.marker_index().map_err(other)? {
+            return Err(raft::Error::Store(StorageError::Compacted));
         }
         match self.entry(index).map_err(other)? {
             Some(entry) => Ok(entry.term),
@@ -182,17 +254,22 @@ impl Storage for RaftLog {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(1)
+        Ok(self.marker_index().map_err(other)? + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
         self.last().map_err(other)
     }
 
+    /// A snapshot of the applied state. Only the Raft task applies entries and it is
+    /// the caller here, so the trees hold one consistent applied state.
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Only a leader sends snapshots, to followers; a one-member group has none.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+        let mut snap = snapshot::build(&self.trees).map_err(other)?;
+        let index = snap.get_metadata().index;
+        let term = self.term(index)?;
+        let metadata = snap.mut_metadata();
+        metadata.term = term;
+        metadata.set_conf_state(self.conf_state.clone());
+        Ok(snap)
     }
 }

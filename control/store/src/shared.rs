@@ -1,6 +1,6 @@
 //! What the apply step publishes and readers (get, range, watch) read.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     /// History at or below this revision is gone. Raised *before* events are removed,
     /// so a watcher that re-checks it after reading never mistakes a hole for quiet.
     compacted: AtomicI64,
+    /// The member this one last heard lead (0: none known).
+    leader: AtomicU64,
 }
 
 impl Shared {
@@ -28,6 +30,7 @@ impl Shared {
             gate: RwLock::new(()),
             revision: watch::Sender::new(revision),
             compacted: AtomicI64::new(compacted),
+            leader: AtomicU64::new(0),
         }
     }
 
@@ -41,6 +44,14 @@ impl Shared {
 
     pub fn compacted(&self) -> Revision {
         self.compacted.load(Ordering::SeqCst)
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.leader.load(Ordering::SeqCst)).filter(|id| *id != 0)
+    }
+
+    pub fn set_leader(&self, id: u64) {
+        self.leader.store(id, Ordering::SeqCst);
     }
 
     pub fn read_gate(&self) -> RwLockReadGuard<'_, ()> {

@@ -10,8 +10,9 @@ use tokio_util::task::TaskTracker;
 use crate::apply::{AppliedState, Outcome};
 use crate::codec::{self, Command};
 use crate::disk::Trees;
-use crate::node::{Proposal, RaftNode};
+use crate::node::{Input, RaftNode};
 use crate::shared::Shared;
+use crate::transport::{NoPeers, RaftMessage, Transport};
 use crate::watch::{self, Watch};
 use crate::{KeyValue, RangeResponse, Revision, StoreConfig, StoreError, Txn, TxnResponse, mvcc};
 
@@ -21,9 +22,24 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// How current a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Sees every write acknowledged before the read started, on any member: the
+    /// member confirms the leader's commit index (Raft ReadIndex) and waits until it
+    /// has applied that far.
+    #[default]
+    Linearizable,
+    /// This member's applied state as it is: no round trip, possibly stale on a
+    /// follower or a deposed leader, never going backwards on one member.
+    Serializable,
+}
+
 struct Inner {
+    id: u64,
     shared: Arc<Shared>,
-    proposals: mpsc::Sender<Proposal>,
+    inputs: mpsc::Sender<Input>,
+    request_timeout: std::time::Duration,
     cancel: CancellationToken,
     tracker: TaskTracker,
     watch_buffer: usize,
@@ -38,16 +54,33 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `config.data_dir`. Entries committed but not
-    /// applied by the previous run are applied before this returns.
+    /// Opens (or creates) a one-member store in `config.data_dir`. Entries committed
+    /// but not applied by the previous run are applied before this returns. A config
+    /// naming other members needs [`Store::open_member`].
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        if config.members.len() > 1 {
+            return Err(StoreError::Config(format!(
+                "members {:?} name other members: open them with a transport",
+                config.members
+            )));
+        }
+        Store::open_member(config, Arc::new(NoPeers)).await
+    }
+
+    /// Opens (or creates) member `config.id` of a group, sending Raft messages through
+    /// `transport`; messages for this member go to [`Store::receive`]. Returns before a
+    /// leader is elected: requests wait for one, up to `request_timeout`.
+    pub async fn open_member(
+        config: StoreConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Store, StoreError> {
         config.validate()?;
         let trees = Trees::open(&config.data_dir)?;
         let state = AppliedState::load(&trees.meta)?;
         let shared = Arc::new(Shared::new(trees, state.revision, state.compacted));
-        let node = RaftNode::start(&config, shared.clone(), state).await?;
+        let node = RaftNode::start(&config, shared.clone(), state, transport).await?;
 
-        let (proposals, receiver) = mpsc::channel(config.max_batch * 4);
+        let (inputs, receiver) = mpsc::channel(config.max_batch * 4);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(node.run(
@@ -64,8 +97,10 @@ impl Store {
         );
         Ok(Store {
             inner: Arc::new(Inner {
+                id: config.id,
                 shared,
-                proposals,
+                inputs,
+                request_timeout: config.request_timeout,
                 cancel,
                 tracker,
                 watch_buffer: config.watch_buffer,
@@ -84,10 +119,55 @@ impl Store {
         self.inner.shared.compacted()
     }
 
-    /// The latest value of `key`. Reads the applied state of this member; linearizable
-    /// reads across members (ReadIndex) come with multi-member groups.
-    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+    /// This member's Raft id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The member this one last knew to lead, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.inner.shared.leader()
+    }
+
+    /// Hands Raft messages from another member to this one. Never blocks: if the Raft
+    /// task is this far behind, the messages are dropped as a lossy network would.
+    pub fn receive(&self, messages: Vec<RaftMessage>) {
+        if self
+            .inner
+            .inputs
+            .try_send(Input::Messages(messages))
+            .is_err()
+        {
+            tracing::debug!(
+                member = self.inner.id,
+                "raft inbox full or closed; dropping messages"
+            );
+        }
+    }
+
+    /// Asks the leader, if this member is it, to hand leadership to member `to`. Raft
+    /// gives up the transfer if `to` does not catch up within an election timeout.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), StoreError> {
         self.ensure_running()?;
+        self.inner
+            .inputs
+            .send(Input::TransferLeader(to))
+            .await
+            .map_err(|_| StoreError::Stopped)
+    }
+
+    /// The latest value of `key`, linearizable.
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.get_with(key, ReadConsistency::Linearizable).await
+    }
+
+    /// The latest value of `key` as of `consistency`.
+    pub async fn get_with(
+        &self,
+        key: &str,
+        consistency: ReadConsistency,
+    ) -> Result<Option<KeyValue>, StoreError> {
+        self.read_barrier(consistency).await?;
         let shared = &self.inner.shared;
         let _gate = shared.read_gate();
         shared
@@ -100,9 +180,18 @@ impl Store {
     }
 
     /// All live keys starting with `prefix`, sorted by key, plus the revision they were
-    /// read at.
+    /// read at; linearizable.
     pub async fn range(&self, prefix: &str) -> Result<RangeResponse, StoreError> {
-        self.ensure_running()?;
+        self.range_with(prefix, ReadConsistency::Linearizable).await
+    }
+
+    /// [`Store::range`] as of `consistency`.
+    pub async fn range_with(
+        &self,
+        prefix: &str,
+        consistency: ReadConsistency,
+    ) -> Result<RangeResponse, StoreError> {
+        self.read_barrier(consistency).await?;
         let shared = &self.inner.shared;
         let _gate = shared.read_gate();
         let revision = shared.revision();
@@ -190,14 +279,39 @@ impl Store {
         }
     }
 
+    async fn read_barrier(&self, consistency: ReadConsistency) -> Result<(), StoreError> {
+        self.ensure_running()?;
+        if consistency == ReadConsistency::Serializable {
+            return Ok(());
+        }
+        self.request("a linearizable read", Input::Read).await
+    }
+
     async fn propose(&self, command: Command) -> Result<Outcome, StoreError> {
         self.ensure_running()?;
-        let (reply, outcome) = oneshot::channel();
-        self.inner
-            .proposals
-            .send(Proposal { command, reply })
+        self.request("a write", |reply| Input::Propose(command, reply))
             .await
-            .map_err(|_| StoreError::Stopped)?;
-        outcome.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Sends an input to the Raft task and waits for its answer, at most
+    /// `request_timeout`.
+    async fn request<T>(
+        &self,
+        what: &'static str,
+        input: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Input,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            self.inner
+                .inputs
+                .send(input(reply))
+                .await
+                .map_err(|_| StoreError::Stopped)?;
+            answer.await.map_err(|_| StoreError::Stopped)?
+        };
+        let after = self.inner.request_timeout;
+        tokio::time::timeout(after, exchange)
+            .await
+            .map_err(|_| StoreError::Timeout { what, after })?
     }
 }

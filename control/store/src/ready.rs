@@ -1,0 +1,135 @@
+//! One `Ready` of the Raft node, in the order that keeps a crash from losing what a
+//! message already promised: send what the leader may send at once, install a
+//! snapshot, apply committed entries, persist entries and hard state with one flush,
+//! only then send the messages that depend on them, advance.
+
+use std::collections::BTreeMap;
+
+use raft::prelude::{Entry, Message, MessageType};
+use raft::{SnapshotStatus, StateRole};
+
+use crate::disk::fatal;
+use crate::node::RaftNode;
+
+impl RaftNode {
+    pub(crate) fn handle_ready(&mut self) {
+        let mut ready = self.raw.ready();
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            let hard_state = self.raw.store().hard_state().clone();
+            match self.machine.install(ready.snapshot(), &hard_state) {
+                Ok((hard_state, conf_state)) => {
+                    self.raw.mut_store().restored(hard_state, conf_state);
+                }
+                Err(error) => fatal("installing a raft snapshot", &error),
+            }
+            tracing::info!(
+                index = ready.snapshot().get_metadata().index,
+                "installed a snapshot from the leader"
+            );
+            self.flush();
+        }
+        for state in ready.take_read_states() {
+            if let Some(batch) = self.reads.iter_mut().find(|b| b.ctx == state.request_ctx) {
+                batch.index.get_or_insert(state.index);
+            }
+        }
+        self.apply(ready.take_committed_entries());
+
+        let wrote = !ready.entries().is_empty() || ready.hs().is_some();
+        if let Err(error) = self.raw.mut_store().append(ready.entries(), ready.hs()) {
+            fatal("persisting raft entries", &error);
+        }
+        if wrote {
+            self.flush();
+        }
+        self.send(ready.take_persisted_messages());
+
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            // Not flushed here: a lost commit index is learned again from the leader.
+            if let Err(error) = self.raw.mut_store().set_commit(commit) {
+                fatal("recording the raft commit index", &error);
+            }
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.raw.advance_apply();
+    }
+
+    /// Work after the `Ready`s of one loop turn: answer reads whose index is applied,
+    /// publish who leads, and compact the log once it is long enough.
+    pub(crate) fn after_ready(&mut self) {
+        let applied = self.machine.applied_index();
+        self.reads.retain_mut(|batch| match batch.index {
+            Some(index) if index <= applied => {
+                for reply in batch.replies.drain(..) {
+                    let _ = reply.send(Ok(()));
+                }
+                false
+            }
+            _ => true,
+        });
+        let leader = match self.raw.raft.state {
+            StateRole::Leader => self.raw.raft.id,
+            _ => self.raw.raft.leader_id,
+        };
+        self.shared.set_leader(leader);
+
+        let first = self.raw.raft.raft_log.first_index();
+        if applied >= first + self.log_compaction_entries {
+            // The applied state must be on disk before the log that rebuilds it goes.
+            self.flush();
+            if let Err(error) = self.raw.mut_store().compact(applied) {
+                fatal("compacting the raft log", &error);
+            }
+            tracing::debug!(through = applied, "compacted the raft log");
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for (id, outcome) in self.machine.apply(&entries) {
+            if let Some(reply) = self.pending.remove(&id) {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Hands messages to the transport, one batch per destination. A snapshot counts as
+    /// delivered once handed over: if it was lost, the follower's next rejection makes
+    /// the leader probe again and send another.
+    fn send(&mut self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut batches: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
+        for message in messages {
+            batches.entry(message.to).or_default().push(message);
+        }
+        for (to, batch) in batches {
+            let snapshot = batch
+                .iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+            self.transport.send(to, batch);
+            if snapshot {
+                self.raw.report_snapshot(to, SnapshotStatus::Finish);
+            }
+        }
+    }
+
+    /// One fsync of everything written so far. Blocking on purpose: nothing in this
+    /// task may run before the write is durable, and in a paused-clock test an `.await`
+    /// here would let simulated time jump while the disk works.
+    fn flush(&self) {
+        let db = &self.shared.trees.db;
+        let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| db.flush())
+            }
+            _ => db.flush(),
+        };
+        if let Err(error) = result {
+            fatal("flushing the raft log to disk", &error);
+        }
+    }
+}
