@@ -211,6 +211,8 @@ impl<'a> Objects<'a> {
         (self.resource.defaults)(&mut object);
         self.check(&object, None)?;
         self.admit_namespace(namespace.as_deref()).await?;
+        let _reservation =
+            crate::kinds::allocate::allocate(self.store, self.resource, &mut object, None).await?;
 
         let name = meta::name(&object).to_string();
         let key = self.resource.key(namespace.as_deref(), &name);
@@ -382,6 +384,9 @@ impl<'a> Objects<'a> {
             json!(kv.mod_revision.to_string()),
         );
         self.check(&next, Some(current))?;
+        let _reservation =
+            crate::kinds::allocate::allocate(self.store, self.resource, &mut next, Some(current))
+                .await?;
         if next == *current {
             return Ok(Written {
                 object: next,

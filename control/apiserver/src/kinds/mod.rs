@@ -1,18 +1,35 @@
 //! The built-in kinds: per kind its defaults, validation and table columns.
 
+pub mod allocate;
 pub mod common;
+pub mod configmap;
 pub mod controllerrevision;
 pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod event;
+pub mod hpa;
+pub mod ingress;
 pub mod job;
+pub mod lease;
 pub mod namespace;
+pub mod networkpolicy;
 pub mod node;
+pub mod pdb;
 pub mod pod;
+pub mod quota;
+pub mod rbac;
 pub mod replicaset;
 pub mod replicationcontroller;
+pub mod runtimeclass;
+pub mod secret;
+pub mod service;
+pub mod serviceaccount;
 pub mod statefulset;
+pub mod storageclass;
 pub mod template;
 pub mod validation;
+pub mod volume;

@@ -33,6 +33,19 @@ pub fn dns_label(field: &str, value: &str) -> Option<Cause> {
     })
 }
 
+/// Check a DNS-1035 label (Service names): a DNS-1123 label starting with a letter.
+pub fn dns1035_label(field: &str, value: &str) -> Option<Cause> {
+    (!is_dns1123_label(value) || !value.starts_with(|c: char| c.is_ascii_lowercase())).then(|| {
+        Cause::invalid(
+            field,
+            &Value::String(value.into()),
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start \
+             with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  \
+             or 'abc-123')",
+        )
+    })
+}
+
 /// Check a DNS-1123 subdomain (most object names).
 pub fn dns_subdomain(field: &str, value: &str) -> Option<Cause> {
     (!is_dns1123_subdomain(value)).then(|| {
