@@ -1,0 +1,246 @@
+//! The ReplicaSet controller: keeps `spec.replicas` pods from `spec.template`
+//! running, adopting matching orphans and releasing pods that stop matching.
+
+mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use plan::{Plan, plan};
+
+use crate::pods::{controller_ref, selects};
+use crate::runtime::{Backoff, Expectations, drive, key_of};
+use crate::{Error, names};
+
+/// Why a ReplicaSet is reconciled again while nothing changes: a safety net
+/// for a missed watch event.
+const RESYNC: Duration = Duration::from_secs(300);
+
+struct Context {
+    client: kube::Client,
+    pods: Store<Pod>,
+    expectations: Expectations,
+    backoff: Backoff,
+}
+
+/// Run the ReplicaSet controller until `cancel` fires.
+pub async fn run(client: kube::Client, cancel: CancellationToken) {
+    let (pods, writer) = reflector::store();
+    let pod_events = reflector(
+        writer,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let controller = Controller::new(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let sets = controller.store();
+    let context = Arc::new(Context {
+        client,
+        pods,
+        expectations: Expectations::default(),
+        backoff: Backoff::default(),
+    });
+    let results = controller
+        .watches_stream(pod_events, move |pod| sets_for_pod(&sets, &pod))
+        .with_config(Config::default().debounce(Duration::from_millis(50)))
+        .graceful_shutdown_on(cancel.cancelled_owned())
+        .run(reconcile, error_policy, context)
+        .boxed();
+    drive("replicaset", results).await;
+}
+
+/// The sets a pod event concerns: its controller, or, for an orphan, every
+/// set in its namespace that could adopt it.
+fn sets_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    if let Some(owner) = controller_ref(&pod.metadata) {
+        if owner.kind == "ReplicaSet" {
+            return vec![ObjectRef::new(&owner.name).within(&namespace)];
+        }
+        return Vec::new();
+    }
+    sets.state()
+        .iter()
+        .filter(|rs| rs.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .filter(|rs| {
+            rs.spec
+                .as_ref()
+                .is_some_and(|s| selects(&s.selector, pod.metadata.labels.as_ref()))
+        })
+        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
+        .collect()
+}
+
+fn error_policy(rs: Arc<ReplicaSet>, error: &Error, context: Arc<Context>) -> Action {
+    let key = key_of(rs.as_ref());
+    let delay = context.backoff.failed(&key);
+    tracing::warn!(replicaset = %key, %error, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, Error> {
+    context
+        .pods
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheGone)?;
+    let key = key_of(rs.as_ref());
+    let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+    let in_namespace: Vec<Arc<Pod>> = context
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .collect();
+    let alive = |name: &str| {
+        in_namespace.iter().any(|p| {
+            p.metadata.name.as_deref() == Some(name) && p.metadata.deletion_timestamp.is_none()
+        })
+    };
+    if !context.expectations.satisfied(&key, alive) {
+        tracing::debug!("waiting for the cache to show our last writes");
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let plan = plan(&rs, &in_namespace, jiff::Timestamp::now());
+    if plan.changes_pods() {
+        tracing::info!(
+            adopt = plan.adopt.len(),
+            release = plan.release.len(),
+            create = plan.create,
+            delete = plan.delete.len(),
+            "syncing pods"
+        );
+    }
+    let result = execute(&rs, &plan, &context).await;
+    if result.is_err() {
+        context.expectations.forget(&key);
+    }
+    result?;
+    context.backoff.succeeded(&key);
+    Ok(Action::requeue(plan.requeue_after.unwrap_or(RESYNC)))
+}
+
+async fn execute(rs: &ReplicaSet, plan: &Plan, context: &Context) -> Result<(), Error> {
+    let namespace = rs.metadata.namespace.clone().unwrap_or_default();
+    let rs_name = rs.metadata.name.clone().unwrap_or_default();
+    let key = format!("{namespace}/{rs_name}");
+    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let owner = owner_reference(rs);
+    for name in &plan.adopt {
+        set_owner(&pods, name, Some(&owner), &context.pods, &namespace).await?;
+    }
+    for name in &plan.release {
+        set_owner(&pods, name, None, &context.pods, &namespace).await?;
+    }
+    let new_names: Vec<String> = (0..plan.create)
+        .map(|_| names::with_suffix(&rs_name))
+        .collect();
+    context
+        .expectations
+        .expect(&key, new_names.clone(), plan.delete.clone());
+    for name in &new_names {
+        let pod = pod_from_template(rs, name, &owner);
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .map_err(|source| Error::write("creating pod", &namespace, name, source))?;
+        tracing::info!(pod = %name, "created pod");
+    }
+    for name in &plan.delete {
+        match pods.delete(name, &DeleteParams::default()).await {
+            Ok(_) => tracing::info!(pod = %name, "deleted pod"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => return Err(Error::write("deleting pod", &namespace, name, source)),
+        }
+    }
+    if rs.status.as_ref() != Some(&plan.status) {
+        let sets: Api<ReplicaSet> = Api::namespaced(context.client.clone(), &namespace);
+        sets.patch_status(
+            &rs_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": plan.status})),
+        )
+        .await
+        .map_err(|source| {
+            Error::write(
+                "updating status of replicaset",
+                &namespace,
+                &rs_name,
+                source,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Give the pod `owner` as its only controller reference, or drop the
+/// controller reference (`None`), keeping any other references.
+async fn set_owner(
+    pods: &Api<Pod>,
+    name: &str,
+    owner: Option<&OwnerReference>,
+    cache: &Store<Pod>,
+    namespace: &str,
+) -> Result<(), Error> {
+    let current = cache.get(&ObjectRef::new(name).within(namespace));
+    let mut references: Vec<OwnerReference> = current
+        .and_then(|p| p.metadata.owner_references.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.controller != Some(true))
+        .collect();
+    references.extend(owner.cloned());
+    let patch = json!({"metadata": {"ownerReferences": references}});
+    pods.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::write("setting the owner of pod", namespace, name, source))?;
+    tracing::info!(pod = name, adopted = owner.is_some(), "changed pod owner");
+    Ok(())
+}
+
+pub(crate) fn owner_reference(rs: &ReplicaSet) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: rs.metadata.name.clone().unwrap_or_default(),
+        uid: rs.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn pod_from_template(rs: &ReplicaSet, name: &str, owner: &OwnerReference) -> Pod {
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
+    let template_meta = template.metadata.unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: rs.metadata.namespace.clone(),
+            labels: Some(template_meta.labels.unwrap_or_default()),
+            annotations: template_meta.annotations,
+            owner_references: Some(vec![owner.clone()]),
+            finalizers: template_meta.finalizers,
+            ..ObjectMeta::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
