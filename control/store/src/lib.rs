@@ -81,6 +81,8 @@ mod ready;
 #[cfg(test)]
 mod replay_tests;
 mod shared;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 mod snapshot;
 mod store;
 mod transport;

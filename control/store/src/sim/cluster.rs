@@ -1,0 +1,120 @@
+//! A group of members in one process over a [`Network`], each in its own data
+//! directory, which survives crashes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Faults, Network};
+use crate::{Store, StoreConfig, StoreError};
+
+pub struct Cluster {
+    pub ids: Vec<u64>,
+    pub network: Arc<Network>,
+    dirs: HashMap<u64, tempfile::TempDir>,
+    base: StoreConfig,
+}
+
+impl Cluster {
+    /// Starts `size` members with ids 1..=size. `base` supplies timing and limits.
+    pub async fn start(
+        size: u64,
+        seed: u64,
+        faults: Faults,
+        base: StoreConfig,
+    ) -> Result<Cluster, StoreError> {
+        let ids: Vec<u64> = (1..=size).collect();
+        let mut dirs = HashMap::new();
+        for id in &ids {
+            // tmpfs when there is one: fsync is then cheap and seeds run fast.
+            let shm = std::path::Path::new("/dev/shm");
+            let dir = if shm.is_dir() {
+                tempfile::tempdir_in(shm)
+            } else {
+                tempfile::tempdir()
+            }
+            .map_err(|e| StoreError::Config(format!("creating a data dir: {e}")))?;
+            dirs.insert(*id, dir);
+        }
+        let cluster = Cluster {
+            ids,
+            network: Network::new(seed, faults),
+            dirs,
+            base,
+        };
+        for id in cluster.ids.clone() {
+            cluster.restart(id).await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn config(&self, id: u64) -> StoreConfig {
+        StoreConfig {
+            id,
+            members: self.ids.clone(),
+            data_dir: self.dirs[&id].path().join("store"),
+            ..self.base.clone()
+        }
+    }
+
+    /// The running member `id`, if it is up.
+    pub fn store(&self, id: u64) -> Option<Store> {
+        self.network.member(id)
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.ids
+            .iter()
+            .copied()
+            .filter(|id| self.store(*id).is_some())
+            .collect()
+    }
+
+    /// Stops member `id` between two Raft `Ready`s: in-flight requests and messages
+    /// are lost, the data directory stays.
+    pub async fn crash(&self, id: u64) {
+        if let Some(store) = self.network.detach(id) {
+            store.close().await;
+        }
+    }
+
+    /// Opens member `id` from its data directory (no-op if it is up).
+    pub async fn restart(&self, id: u64) -> Result<(), StoreError> {
+        if self.store(id).is_some() {
+            return Ok(());
+        }
+        let mut attempts = 0;
+        loop {
+            let transport = self.network.transport(id);
+            match Store::open_member(self.config(id), transport).await {
+                Ok(store) => {
+                    self.network.attach(store);
+                    return Ok(());
+                }
+                // A client of the crashed member may still hold its handle, and with
+                // it sled's directory lock, for a moment.
+                Err(StoreError::Sled { .. }) if attempts < 50 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Restarts every member, heals the network and stops injecting faults.
+    pub async fn recover(&self) -> Result<(), StoreError> {
+        self.network.heal();
+        self.network.set_faults(Faults::none());
+        for id in self.ids.clone() {
+            self.restart(id).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
+        for id in self.ids.clone() {
+            self.crash(id).await;
+        }
+    }
+}
