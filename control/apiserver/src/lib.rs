@@ -112,6 +112,11 @@ impl ApiServer {
                 "/version",
                 get(|| async { axum::Json(discovery::version()) }),
             )
+            // The Python client asks for `/version/`.
+            .route(
+                "/version/",
+                get(|| async { axum::Json(discovery::version()) }),
+            )
             .route("/healthz", get(|| async { "ok" }))
             .route("/livez", get(|| async { "ok" }))
             .route("/readyz", get(|| async { "ok" }))
