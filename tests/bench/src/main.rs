@@ -1,0 +1,50 @@
+//! `skiff-bench`: Skiff's benchmarks, each run next to a peer on the same machine in
+//! the same run. `cargo run --release -p skiff-bench -- NAME`; progress goes to
+//! stderr and the last lines on stdout are one per comparison:
+//!
+//! ```text
+//! RESULT <bench> <metric> ours=<number> peer=<number> peer_name=<name> unit=<unit> better=<higher|lower>
+//! ```
+//!
+//! - `pod-start`: pod create → Ready on the real `skiff up`, pods started per second
+//!   and node memory per idle pod, against the same program as a native process.
+//! - `store`: etcd 3.4 (Debian's `etcd`) against `skiff-store`, 1 and 3 members.
+//!
+//! Figures and the commands that produced them are in `docs/benchmarks.md`.
+
+mod pod_start;
+mod process;
+mod report;
+mod store;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "skiff-bench",
+    about = "Skiff's benchmarks, each next to a peer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Pod create → Ready, pods per second and RSS per idle pod vs native processes.
+    PodStart(pod_start::Options),
+    /// etcd 3.4 vs skiff-store: puts, linearizable gets and watch latency.
+    Store(store::Options),
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let comparisons = match cli.bench {
+        Bench::PodStart(options) => pod_start::run(options).await?,
+        Bench::Store(options) => store::run(options).await?,
+    };
+    report::finish(&comparisons);
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Pods as the thing being started: create through the API, seen Ready through one
+//! shared watch, deleted and seen gone the same way.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::watcher;
+use tokio::sync::oneshot;
+
+use super::runner::Starter;
+
+pub const NAMESPACE: &str = "skiff-bench";
+
+/// Who is waiting for which pod to become Ready or to disappear.
+#[derive(Default)]
+struct Waiters {
+    ready: HashMap<String, oneshot::Sender<Instant>>,
+    gone: HashMap<String, oneshot::Sender<Instant>>,
+}
+
+/// Starts pods running `image` and waits for them through one watch on the
+/// namespace, so waiting costs the API server one stream, not a poll per pod.
+pub struct PodStarter {
+    api: Api<Pod>,
+    image: String,
+    timeout: Duration,
+    waiters: Arc<Mutex<Waiters>>,
+    watch_task: tokio::task::JoinHandle<()>,
+}
+
+impl PodStarter {
+    /// Creates the namespace and starts the watch; returns once the watch has listed.
+    pub async fn new(client: kube::Client, image: String, timeout: Duration) -> Result<Self> {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NAMESPACE},
+        }))?;
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .context("creating the benchmark namespace")?;
+        let api: Api<Pod> = Api::namespaced(client, NAMESPACE);
+        let waiters = Arc::new(Mutex::new(Waiters::default()));
+        let (listed_tx, listed_rx) = oneshot::channel();
+        let watch_task = tokio::spawn(follow(api.clone(), waiters.clone(), listed_tx));
+        tokio::time::timeout(Duration::from_secs(30), listed_rx)
+            .await
+            .context("the pod watch did not list within 30 s")?
+            .context("the pod watch ended before listing")?;
+        Ok(PodStarter {
+            api,
+            image,
+            timeout,
+            waiters,
+            watch_task,
+        })
+    }
+
+    fn pod(&self, name: &str) -> Result<Pod> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "skiff-bench"}},
+            "spec": {
+                "restartPolicy": "Always",
+                "containers": [{"name": "hello", "image": self.image}],
+            },
+        }))?)
+    }
+
+    async fn wait(&self, rx: oneshot::Receiver<Instant>, what: &str) -> Result<Instant> {
+        tokio::time::timeout(self.timeout, rx)
+            .await
+            .map_err(|_| anyhow!("{what}: not seen within {:?}", self.timeout))?
+            .map_err(|_| anyhow!("{what}: the pod watch stopped"))
+    }
+}
+
+impl Drop for PodStarter {
+    fn drop(&mut self) {
+        self.watch_task.abort();
+    }
+}
+
+impl Starter for PodStarter {
+    type Running = String;
+
+    async fn start(&self, name: String) -> Result<(Instant, String)> {
+        let pod = self.pod(&name)?;
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap().ready.insert(name.clone(), tx);
+        self.api
+            .create(&PostParams::default(), &pod)
+            .await
+            .with_context(|| format!("creating pod {name}"))?;
+        let ready_at = self.wait(rx, &format!("pod {name} Ready")).await?;
+        Ok((ready_at, name))
+    }
+
+    async fn stop(&self, name: String) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap().gone.insert(name.clone(), tx);
+        self.api
+            .delete(&name, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting pod {name}"))?;
+        self.wait(rx, &format!("pod {name} gone")).await?;
+        Ok(())
+    }
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Feeds the watch's events to the waiters until the starter is dropped. The instant
+/// is taken as the event arrives, so a waiter's scheduling delay is not counted.
+async fn follow(api: Api<Pod>, waiters: Arc<Mutex<Waiters>>, listed: oneshot::Sender<()>) {
+    let mut listed = Some(listed);
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+    while let Some(event) = events.next().await {
+        let now = Instant::now();
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                if is_ready(&pod) {
+                    let name = pod.metadata.name.unwrap_or_default();
+                    if let Some(tx) = waiters.lock().unwrap().ready.remove(&name) {
+                        let _ = tx.send(now);
+                    }
+                }
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                let name = pod.metadata.name.unwrap_or_default();
+                if let Some(tx) = waiters.lock().unwrap().gone.remove(&name) {
+                    let _ = tx.send(now);
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(tx) = listed.take() {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(watcher::Event::Init) => {}
+            Err(err) => {
+                eprintln!("bench: pod watch error (it retries): {err}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
