@@ -54,8 +54,13 @@ pub enum PrepareError {
     #[error("image {image:?} is not a runnable wasm program: {message}")]
     Invalid { image: String, message: String },
     /// The reference names no source this node knows: `ErrImagePull`.
-    #[error("image {image:?} is not a file:// or https:// reference to a .wasm artifact")]
+    #[error(
+        "image {image:?} is neither a registry reference nor a file:// or https:// URL of a .wasm artifact"
+    )]
     UnsupportedReference { image: String },
+    /// `imagePullPolicy: Never` and the node has not pulled it: `ErrImageNeverPull`.
+    #[error("image {image:?} is not present on the node and the pull policy is Never")]
+    NotPresent { image: String },
     /// A failure of the node itself (a panicked compile task), not of the image.
     #[error("internal error preparing image {image:?}: {message}")]
     Internal { image: String, message: String },
@@ -67,7 +72,9 @@ impl PrepareError {
     pub fn is_pull_error(&self) -> bool {
         matches!(
             self,
-            PrepareError::Fetch { .. } | PrepareError::UnsupportedReference { .. }
+            PrepareError::Fetch { .. }
+                | PrepareError::UnsupportedReference { .. }
+                | PrepareError::NotPresent { .. }
         )
     }
 }
@@ -90,6 +97,17 @@ pub enum FetchError {
     Status { status: reqwest::StatusCode },
     #[error("artifact is larger than the {limit} byte limit")]
     TooLarge { limit: u64 },
+    #[error("pulling from the registry failed")]
+    Registry {
+        #[source]
+        source: crate::oci::RegistryError,
+    },
+    #[error("cannot read the stored layer {digest}")]
+    Stored {
+        digest: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Starting a prepared program failed before any guest code ran to completion.

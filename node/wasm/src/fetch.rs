@@ -1,12 +1,22 @@
-//! Getting an artifact's bytes from an image reference.
+//! Getting an artifact's bytes from a `file://` or `https://` reference; registry
+//! references are pulled by [`crate::oci`].
 
 use std::path::PathBuf;
 
 use crate::error::{FetchError, PrepareError};
+use crate::oci::Reference;
 
 /// Where an image reference points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
+    Url(Location),
+    /// A reference without a scheme, as in any Kubernetes pod spec.
+    Oci(Reference),
+}
+
+/// An artifact named by URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
     File(PathBuf),
     Https(url::Url),
 }
@@ -16,6 +26,12 @@ impl Source {
         let unsupported = || PrepareError::UnsupportedReference {
             image: image.to_owned(),
         };
+        // `localhost:5000/app` would parse as a URL with the scheme `localhost`.
+        if !image.contains("://") {
+            return Reference::parse(image)
+                .map(Source::Oci)
+                .ok_or_else(unsupported);
+        }
         let url = url::Url::parse(image).map_err(|_| unsupported())?;
         match url.scheme() {
             "file" => {
@@ -27,9 +43,9 @@ impl Source {
                     return Err(unsupported());
                 }
                 let path = url.to_file_path().map_err(|()| unsupported())?;
-                Ok(Source::File(path))
+                Ok(Source::Url(Location::File(path)))
             }
-            "https" => Ok(Source::Https(url)),
+            "https" => Ok(Source::Url(Location::Https(url))),
             _ => Err(unsupported()),
         }
     }
@@ -37,12 +53,12 @@ impl Source {
 
 /// Fetches with a size cap, so a wrong reference cannot fill the node's memory.
 pub(crate) async fn fetch(
-    source: &Source,
+    location: &Location,
     client: &reqwest::Client,
     limit: u64,
 ) -> Result<Vec<u8>, FetchError> {
-    match source {
-        Source::File(path) => {
+    match location {
+        Location::File(path) => {
             let read_err = |source| FetchError::Read {
                 path: path.clone(),
                 source,
@@ -53,7 +69,7 @@ pub(crate) async fn fetch(
             }
             tokio::fs::read(path).await.map_err(read_err)
         }
-        Source::Https(url) => {
+        Location::Https(url) => {
             let http = |source| FetchError::Http { source };
             let mut response = client.get(url.clone()).send().await.map_err(http)?;
             let status = response.status();
@@ -83,19 +99,28 @@ mod tests {
     fn parses_supported_references() {
         assert_eq!(
             Source::parse("file:///srv/hello.wasm").unwrap(),
-            Source::File(PathBuf::from("/srv/hello.wasm"))
+            Source::Url(Location::File(PathBuf::from("/srv/hello.wasm")))
         );
         assert!(matches!(
             Source::parse("https://example.com/a.wasm").unwrap(),
-            Source::Https(_)
+            Source::Url(Location::Https(_))
         ));
+        for image in [
+            "nginx:latest",
+            "docker.io/library/nginx",
+            "localhost:5000/a:v1",
+        ] {
+            assert!(
+                matches!(Source::parse(image).unwrap(), Source::Oci(_)),
+                "{image}"
+            );
+        }
     }
 
     #[test]
     fn rejects_other_references() {
         for image in [
-            "nginx:latest",
-            "docker.io/library/nginx",
+            "Nginx:latest",
             "http://example.com/a.wasm",
             "file://otherhost/a.wasm",
             "ftp://example.com/a.wasm",

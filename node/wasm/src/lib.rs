@@ -12,8 +12,10 @@
 //!   `WasiCtxBuilder`: args, env, stdout and stderr; nothing else yet.
 //!
 //! Programs are `wasi:cli/command` components (wasm32-wasip2) or WASI preview-1
-//! command modules (wasm32-wasip1). Images are `file:///abs/path.wasm` or
-//! `https://…` references. See `docs/wasm-node.md`.
+//! command modules (wasm32-wasip1).
+//! Images are registry references (Wasm OCI artifacts, pulled with the pod's pull
+//! policy and credentials through [`WasmRuntime::prepare_with`]), `file:///abs/path.wasm`
+//! or `https://…` URLs. See `docs/wasm-node.md`.
 //!
 //! ```no_run
 //! use skiff_wasm::{Exit, Process, RuntimeConfig, WasmRuntime};
@@ -49,12 +51,16 @@ mod config;
 mod epoch;
 mod error;
 mod fetch;
+mod oci;
 mod program;
 mod run;
 mod runtime;
 
 pub use config::RuntimeConfig;
 pub use error::{BoxError, FetchError, PrepareError, RunError, RuntimeError};
+pub use oci::{
+    Credentials, CredentialsError, Prepared, PullOptions, PullPolicy, RegistryAuth, RegistryError,
+};
 pub use program::{Program, ProgramKind};
 pub use run::{Exit, Process};
 pub use runtime::{RuntimeStats, WasmRuntime};

@@ -12,7 +12,8 @@ use crate::artifact::{self, Compiled, DiskCache};
 use crate::config::RuntimeConfig;
 use crate::epoch::EpochTicker;
 use crate::error::{PrepareError, RunError, RuntimeError};
-use crate::fetch::{self, Source};
+use crate::fetch::{self, Location, Source};
+use crate::oci::{Prepared, PullOptions, PullPolicy, Registry};
 use crate::program::{Linkers, Program};
 use crate::run::{self, Exit, Process, RunLimits};
 
@@ -34,6 +35,8 @@ struct Inner {
     /// Digest last fetched for each `https://` reference, so a cached program does
     /// not cost a download (Kubernetes' `IfNotPresent`).
     remote_digests: Mutex<HashMap<String, String>>,
+    /// Registry pulls and what they resolved to, kept on disk.
+    registry: Registry,
     stats: Counters,
     _ticker: EpochTicker,
 }
@@ -69,6 +72,11 @@ impl WasmRuntime {
                 source,
             }
         })?;
+        let registry =
+            Registry::open(&config.cache_dir).map_err(|source| RuntimeError::CacheDir {
+                path: config.cache_dir.clone(),
+                source,
+            })?;
         let http = reqwest::Client::builder()
             .timeout(config.fetch_timeout)
             .build()
@@ -85,6 +93,7 @@ impl WasmRuntime {
                 http,
                 programs: Mutex::default(),
                 remote_digests: Mutex::default(),
+                registry,
                 stats: Counters::default(),
                 _ticker: ticker,
             }),
@@ -104,31 +113,73 @@ impl WasmRuntime {
         }
     }
 
-    /// Fetch (file:// or https://), check, compile (or load from the caches). Cheap when cached.
-    #[tracing::instrument(skip(self))]
+    /// Fetch (file://, https:// or a registry reference), check, compile (or load
+    /// from the caches), with the default [`PullOptions`]. Cheap when cached.
     pub async fn prepare(&self, image: &str) -> Result<Program, PrepareError> {
-        let source = Source::parse(image)?;
-        if matches!(source, Source::Https(_))
-            && let Some(program) = self.cached_remote(image)
-        {
-            return Ok(program);
-        }
-        let bytes = fetch::fetch(
-            &source,
-            &self.inner.http,
-            self.inner.config.max_artifact_bytes,
-        )
-        .await
-        .map_err(|source| PrepareError::Fetch {
-            image: image.to_owned(),
-            source,
-        })?;
-        let digest = artifact::digest(&bytes);
-        if matches!(source, Source::Https(_)) {
-            let mut remote = self.inner.remote_digests.lock().expect("lock poisoned");
-            remote.insert(image.to_owned(), digest.clone());
-        }
+        Ok(self
+            .prepare_with(image, &PullOptions::default())
+            .await?
+            .program)
+    }
 
+    /// [`WasmRuntime::prepare`] with a pull policy and registry credentials; also
+    /// says which image the program came from (a pod's `imageID`).
+    #[tracing::instrument(skip(self, options), fields(policy = ?options.policy))]
+    pub async fn prepare_with(
+        &self,
+        image: &str,
+        options: &PullOptions,
+    ) -> Result<Prepared, PrepareError> {
+        let limit = self.inner.config.max_artifact_bytes;
+        let (image_id, digest, bytes) = match Source::parse(image)? {
+            Source::Oci(reference) => {
+                let pulled = self
+                    .inner
+                    .registry
+                    .pull(&self.inner.http, image, &reference, options, limit)
+                    .await?;
+                (pulled.image_id, pulled.digest, pulled.bytes)
+            }
+            Source::Url(location) => {
+                let remote = matches!(location, Location::Https(_));
+                if remote && options.policy != PullPolicy::Always {
+                    if let Some(program) = self.cached_remote(image) {
+                        let image_id = program.digest().to_string();
+                        return Ok(Prepared { program, image_id });
+                    }
+                    if options.policy == PullPolicy::Never {
+                        return Err(PrepareError::NotPresent {
+                            image: image.to_owned(),
+                        });
+                    }
+                }
+                let bytes = fetch::fetch(&location, &self.inner.http, limit)
+                    .await
+                    .map_err(|source| PrepareError::Fetch {
+                        image: image.to_owned(),
+                        source,
+                    })?;
+                let digest = artifact::digest(&bytes);
+                if remote {
+                    let mut remote = self.inner.remote_digests.lock().expect("lock poisoned");
+                    remote.insert(image.to_owned(), digest.clone());
+                }
+                (digest.clone(), digest, Some(bytes))
+            }
+        };
+        let program = self.program(image, digest, bytes).await?;
+        Ok(Prepared { program, image_id })
+    }
+
+    /// The program for an artifact digest: from memory, else compiled (or loaded
+    /// precompiled) from `bytes`, or from the image store when no bytes were
+    /// downloaded.
+    async fn program(
+        &self,
+        image: &str,
+        digest: String,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Program, PrepareError> {
         let cell = {
             let mut programs = self.inner.programs.lock().expect("lock poisoned");
             programs.entry(digest.clone()).or_default().clone()
@@ -141,7 +192,13 @@ impl WasmRuntime {
             return Ok(program.clone());
         }
         let result = cell
-            .get_or_try_init(|| self.load_or_compile(image, digest.clone(), bytes))
+            .get_or_try_init(|| async {
+                let bytes = match bytes {
+                    Some(bytes) => bytes,
+                    None => self.inner.registry.read_layer(image, &digest)?,
+                };
+                self.load_or_compile(image, digest.clone(), bytes).await
+            })
             .await
             .cloned();
         if result.is_err() {

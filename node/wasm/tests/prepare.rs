@@ -24,7 +24,7 @@ async fn an_unsupported_reference_is_a_pull_error() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = runtime(cache.path());
     let err = runtime
-        .prepare("docker.io/library/nginx:1.27")
+        .prepare("ftp://example.com/app.wasm")
         .await
         .unwrap_err();
     assert!(
