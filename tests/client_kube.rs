@@ -361,3 +361,29 @@ async fn watches_and_reflectors_see_changes() -> Result<()> {
     driver.abort();
     Ok(())
 }
+
+/// kubectl itself: aggregated discovery means two discovery requests
+/// (`/api`, `/apis`) on a cold cache, and `explain` reads the v3 schemas.
+#[test]
+fn kubectl_reads_aggregated_discovery_and_explains() -> Result<()> {
+    let cluster = Cluster::start()?;
+    let out = cluster.kubectl(&["api-resources", "-v=8"])?;
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let discovery: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("GET http") && (l.contains("/api?") || l.contains("/apis")))
+        .collect();
+    assert_eq!(discovery.len(), 2, "{discovery:#?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["pods", "po"])),
+        "{table}"
+    );
+    let explained = cluster.kubectl_ok(&["explain", "pod.spec.containers.image"])?;
+    assert!(explained.contains("FIELD: image <string>"), "{explained}");
+    assert!(explained.contains("Container image name"), "{explained}");
+    Ok(())
+}
