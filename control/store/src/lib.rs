@@ -44,8 +44,12 @@
 //! appends it to the log in sled and flushes (one flush per Raft `Ready`, however many
 //! proposals it carries) before acting on it; committed entries go to the apply step
 //! (module `apply`), which runs them (module `mvcc`) in one sled transaction together
-//! with the applied index and wakes the proposer. Reads and watches use the applied
-//! state directly: with one member that is linearizable; ReadIndex comes with more.
+//! with the applied index and wakes the proposer. With several members
+//! ([`Store::open_member`] and a [`Transport`]), followers forward proposals to the
+//! leader through Raft; reads are linearizable by ReadIndex (or serializable on request,
+//! [`ReadConsistency`]); a member behind the compacted log catches up from a snapshot.
+//! Module `sim` (tests and feature `sim`) runs groups over a faulty simulated network
+//! and checks client histories for linearizability. See `docs/store.md`.
 //! A failed disk write aborts the process rather than answer from state that may not
 //! be on disk.
 //!
@@ -54,7 +58,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `raft_log` | entry index (`u64`) | `eraftpb::Entry`, protobuf |
+//! | `raft_log` | entry index (`u64`) | `eraftpb::Entry`, protobuf; the lowest key is a dataless marker (last compacted entry) |
 //! | `raft_state` | `hard_state` / `conf_state` | `eraftpb::HardState` / `ConfState`, protobuf |
 //! | `kv` | the key's UTF-8 bytes | format `1`, create revision, mod revision, version (`i64` each), then the value bytes |
 //! | `events` | revision (`u64`) | format `1`, count (`u32`), then per event: kind (`1` put, `2` delete), the kv, a `0`/`1` marker and the previous kv |
