@@ -60,7 +60,9 @@ impl Compiled {
         bytes: &[u8],
     ) -> wasmtime::Result<Self> {
         Ok(match kind {
-            ProgramKind::Component => Compiled::Component(Component::new(engine, bytes)?),
+            ProgramKind::Component | ProgramKind::HttpProxy => {
+                Compiled::Component(Component::new(engine, bytes)?)
+            }
             ProgramKind::Module => Compiled::Module(Module::new(engine, bytes)?),
         })
     }
@@ -112,7 +114,7 @@ impl DiskCache {
         // written only by `store` below (temp file + rename) and keyed by the engine
         // compatibility hash; wasmtime also checks the header and engine settings.
         let loaded = match kind {
-            ProgramKind::Component => {
+            ProgramKind::Component | ProgramKind::HttpProxy => {
                 unsafe { Component::deserialize_file(engine, &path) }.map(Compiled::Component)
             }
             ProgramKind::Module => {

@@ -120,4 +120,14 @@ pub enum RunError {
         #[source]
         source: BoxError,
     },
+    /// `run` was asked to run an HTTP handler, or `serve` to serve a command.
+    #[error("program {digest} is a {kind:?} program; this needs {needed}")]
+    WrongKind {
+        digest: String,
+        kind: crate::ProgramKind,
+        needed: &'static str,
+    },
+    /// An HTTP program was given nothing to listen on.
+    #[error("program {digest} serves HTTP but was given no listener (declare a containerPort)")]
+    NoListener { digest: String },
 }

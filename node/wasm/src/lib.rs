@@ -12,7 +12,9 @@
 //!   `WasiCtxBuilder`: args, env, stdout and stderr; nothing else yet.
 //!
 //! Programs are `wasi:cli/command` components (wasm32-wasip2) or WASI preview-1
-//! command modules (wasm32-wasip1).
+//! command modules (wasm32-wasip1), run with [`WasmRuntime::run`]; or
+//! `wasi:http/proxy` components, served with [`WasmRuntime::serve`] on listeners
+//! the caller binds, with a fresh instance per request and no outbound HTTP.
 //! Images are registry references (Wasm OCI artifacts, pulled with the pod's pull
 //! policy and credentials through [`WasmRuntime::prepare_with`]), `file:///abs/path.wasm`
 //! or `https://…` URLs. See `docs/wasm-node.md`.
@@ -51,6 +53,10 @@ mod config;
 mod epoch;
 mod error;
 mod fetch;
+mod http;
+mod http_handler;
+mod http_outbound;
+mod http_output;
 mod oci;
 mod program;
 mod run;
@@ -58,6 +64,7 @@ mod runtime;
 
 pub use config::RuntimeConfig;
 pub use error::{BoxError, FetchError, PrepareError, RunError, RuntimeError};
+pub use http::HttpService;
 pub use oci::{
     Credentials, CredentialsError, Prepared, PullOptions, PullPolicy, RegistryAuth, RegistryError,
 };

@@ -8,15 +8,21 @@ use wasmtime::{Engine, ExternType, InstancePre, StoreLimits};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::artifact::Compiled;
 use crate::error::{BoxError, RuntimeError};
+use crate::http_outbound::OutboundPolicy;
 
-/// The binary format of a program.
+/// What a program is: its binary format and how it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProgramKind {
     /// A `wasi:cli/command` component (wasm32-wasip2).
     Component,
+    /// A `wasi:http/proxy` component (exports `wasi:http/incoming-handler`):
+    /// served with a fresh instance per request, never run.
+    HttpProxy,
     /// A WASI preview-1 core module exporting `_start` (wasm32-wasip1).
     Module,
 }
@@ -35,6 +41,7 @@ struct ProgramInner {
 
 pub(crate) enum Pre {
     Component(CommandPre<ComponentState>),
+    Http(ProxyPre<ComponentState>),
     Module(InstancePre<ModuleState>),
 }
 
@@ -53,6 +60,7 @@ impl Program {
     pub fn kind(&self) -> ProgramKind {
         match self.inner.pre {
             Pre::Component(_) => ProgramKind::Component,
+            Pre::Http(_) => ProgramKind::HttpProxy,
             Pre::Module(_) => ProgramKind::Module,
         }
     }
@@ -76,6 +84,35 @@ pub(crate) struct ComponentState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
+    pub(crate) http: WasiHttpCtx,
+    /// Decides what outgoing `wasi:http` requests may do.
+    pub(crate) outbound: OutboundPolicy,
+}
+
+impl ComponentState {
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        limits: StoreLimits,
+        outbound: OutboundPolicy,
+    ) -> ComponentState {
+        ComponentState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            http: WasiHttpCtx::new(),
+            outbound,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for ComponentState {
@@ -108,6 +145,14 @@ impl Linkers {
                 source: e.into(),
             }
         })?;
+        // Command components may import wasi:http too (for outgoing requests); the
+        // outbound policy in each store decides what such requests may do.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component).map_err(|e| {
+            RuntimeError::Linker {
+                world: "wasi:http/proxy",
+                source: e.into(),
+            }
+        })?;
         let mut module = wasmtime::Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module, |s: &mut ModuleState| &mut s.wasi)
             .map_err(|e| RuntimeError::Linker {
@@ -118,8 +163,9 @@ impl Linkers {
     }
 
     /// Resolves the program's imports against the host; fails (with a message for
-    /// the user) when it needs something the node does not provide or is not a
-    /// command.
+    /// the user) when it needs something the node does not provide or is neither
+    /// a command nor an HTTP handler. A component exporting
+    /// `wasi:http/incoming-handler` is served over HTTP even if it is a command too.
     pub(crate) fn pre_instantiate(&self, compiled: Compiled) -> Result<Pre, String> {
         let describe = |e: wasmtime::Error| format!("{e:#}");
         match compiled {
@@ -128,9 +174,15 @@ impl Linkers {
                     .component
                     .instantiate_pre(&component)
                     .map_err(describe)?;
+                if exports_incoming_handler(&component, self.component.engine()) {
+                    let proxy = ProxyPre::new(pre).map_err(|e| {
+                        format!("unusable wasi:http/incoming-handler export: {e:#}")
+                    })?;
+                    return Ok(Pre::Http(proxy));
+                }
                 let command = CommandPre::new(pre).map_err(|e| {
                     format!(
-                        "not a wasi:cli/command component (no usable wasi:cli/run export): {e:#}"
+                        "neither a wasi:cli/command (no usable wasi:cli/run export) nor a wasi:http/proxy component (no wasi:http/incoming-handler export): {e:#}"
                     )
                 })?;
                 Ok(Pre::Component(command))
@@ -148,6 +200,14 @@ impl Linkers {
             }
         }
     }
+}
+
+/// `wasi:http/incoming-handler@<any 0.2 version>`.
+fn exports_incoming_handler(component: &component::Component, engine: &Engine) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| name.starts_with("wasi:http/incoming-handler@"))
 }
 
 /// Keeps `BoxError` conversions in one place for the run path.

@@ -3,16 +3,16 @@
 
 use tokio::io::AsyncWrite;
 use tokio_util::sync::CancellationToken;
-use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::error::RunError;
-use crate::program::{ComponentState, ModuleState, Pre, Program, boxed};
+use crate::http_outbound::OutboundPolicy;
+use crate::program::{ComponentState, ModuleState, Pre, Program, ProgramKind, boxed};
 
 /// Most bytes one guest write may hand to the host writer at a time.
-const OUTPUT_BUDGET: usize = 64 * 1024;
+pub(crate) const OUTPUT_BUDGET: usize = 64 * 1024;
 
 /// What one run of a program gets from the pod: argv, environment and where its
 /// output goes. Nothing else is granted (no files, no network, no stdin).
@@ -49,6 +49,17 @@ pub(crate) struct RunLimits {
     pub(crate) max_memory_bytes: usize,
 }
 
+impl RunLimits {
+    pub(crate) fn store_limits(&self) -> StoreLimits {
+        StoreLimitsBuilder::new()
+            .memory_size(self.max_memory_bytes)
+            // Growing past the limit ends the run as a trap (the Wasm analogue of an
+            // OOM kill) instead of handing the guest an allocation failure to ignore.
+            .trap_on_grow_failure(true)
+            .build()
+    }
+}
+
 pub(crate) async fn run(
     engine: &Engine,
     limits: &RunLimits,
@@ -57,22 +68,14 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) -> Result<Exit, RunError> {
     let wasi = wasi_builder(process);
-    let store_limits = StoreLimitsBuilder::new()
-        .memory_size(limits.max_memory_bytes)
-        // Growing past the limit ends the run as a trap (the Wasm analogue of an
-        // OOM kill) instead of handing the guest an allocation failure to ignore.
-        .trap_on_grow_failure(true)
-        .build();
+    let store_limits = limits.store_limits();
     let digest = program.digest();
     let run = async {
         match program.pre() {
             Pre::Component(pre) => {
                 let mut wasi = wasi;
-                let state = ComponentState {
-                    wasi: wasi.build(),
-                    table: ResourceTable::new(),
-                    limits: store_limits,
-                };
+                let state =
+                    ComponentState::new(wasi.build(), store_limits, OutboundPolicy::deny_all(None));
                 let mut store = new_store(engine, state);
                 let command = match pre.instantiate_async(&mut store).await {
                     Ok(command) => command,
@@ -85,6 +88,11 @@ pub(crate) async fn run(
                     Err(error) => exit_from_error(digest, error),
                 })
             }
+            Pre::Http(_) => Err(RunError::WrongKind {
+                digest: digest.to_owned(),
+                kind: ProgramKind::HttpProxy,
+                needed: "a wasi:cli/command component or a preview-1 module",
+            }),
             Pre::Module(pre) => {
                 let mut wasi = wasi;
                 let state = ModuleState {
@@ -125,12 +133,19 @@ fn wasi_builder(process: Process) -> WasiCtxBuilder {
         stdout,
         stderr,
     } = process;
+    let mut builder = base_wasi_builder(&args, &env);
+    builder
+        .stdout(AsyncStdoutStream::new(OUTPUT_BUDGET, stdout))
+        .stderr(AsyncStdoutStream::new(OUTPUT_BUDGET, stderr));
+    builder
+}
+
+/// Args and env, and no network; stdout and stderr are the caller's to add.
+pub(crate) fn base_wasi_builder(args: &[String], env: &[(String, String)]) -> WasiCtxBuilder {
     let mut builder = WasiCtxBuilder::new();
     builder
-        .args(&args)
-        .envs(&env)
-        .stdout(AsyncStdoutStream::new(OUTPUT_BUDGET, stdout))
-        .stderr(AsyncStdoutStream::new(OUTPUT_BUDGET, stderr))
+        .args(args)
+        .envs(env)
         // The builder's defaults already deny every socket address; switching the
         // protocols off as well makes "no network" explicit.
         .allow_tcp(false)
@@ -140,7 +155,7 @@ fn wasi_builder(process: Process) -> WasiCtxBuilder {
 }
 
 /// Store data that carries the run's resource limits.
-trait Limited: 'static {
+pub(crate) trait Limited: 'static {
     fn limits(&mut self) -> &mut StoreLimits;
 }
 
@@ -156,7 +171,7 @@ impl Limited for ModuleState {
     }
 }
 
-fn new_store<T: Limited>(engine: &Engine, state: T) -> Store<T> {
+pub(crate) fn new_store<T: Limited>(engine: &Engine, state: T) -> Store<T> {
     let mut store = Store::new(engine, state);
     store.limiter(|state| -> &mut dyn ResourceLimiter { state.limits() });
     store.set_epoch_deadline(1);
@@ -177,7 +192,7 @@ fn instantiate_failed(digest: &str, error: wasmtime::Error) -> Result<Exit, RunE
     })
 }
 
-fn exit_from_error(digest: &str, error: wasmtime::Error) -> Exit {
+pub(crate) fn exit_from_error(digest: &str, error: wasmtime::Error) -> Exit {
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return Exit::Code(exit.0);
     }

@@ -13,8 +13,9 @@ use crate::config::RuntimeConfig;
 use crate::epoch::EpochTicker;
 use crate::error::{PrepareError, RunError, RuntimeError};
 use crate::fetch::{self, Location, Source};
+use crate::http::{self, HttpService, ServeTarget};
 use crate::oci::{Prepared, PullOptions, PullPolicy, Registry};
-use crate::program::{Linkers, Program};
+use crate::program::{Linkers, Pre, Program, ProgramKind};
 use crate::run::{self, Exit, Process, RunLimits};
 
 /// One node's Wasm runtime. Cheap to clone: clones share the engine and caches.
@@ -284,13 +285,46 @@ impl WasmRuntime {
         process: Process,
         cancel: CancellationToken,
     ) -> Result<Exit, RunError> {
-        let limits = RunLimits {
-            max_memory_bytes: usize::try_from(self.inner.config.max_memory_bytes)
-                .unwrap_or(usize::MAX),
-        };
-        let exit = run::run(&self.inner.engine, &limits, program, process, cancel).await?;
+        let exit = run::run(&self.inner.engine, &self.limits(), program, process, cancel).await?;
         tracing::debug!(?exit, "program ended");
         Ok(exit)
+    }
+
+    /// Serve a [`ProgramKind::HttpProxy`] program on the given listeners until
+    /// `cancel` fires, with a fresh instance per request. A trap answers that one
+    /// request with 500. On cancellation the listeners close at once and in-flight
+    /// requests get `drain_timeout`: `Exit::Code(0)` if they all finished,
+    /// `Exit::Killed` if some were cut off.
+    #[tracing::instrument(skip_all, fields(program = program.digest()))]
+    pub async fn serve(
+        &self,
+        program: &Program,
+        service: HttpService,
+        cancel: CancellationToken,
+    ) -> Result<Exit, RunError> {
+        let Pre::Http(pre) = program.pre() else {
+            return Err(RunError::WrongKind {
+                digest: program.digest().to_owned(),
+                kind: program.kind(),
+                needed: "a wasi:http/proxy component",
+            });
+        };
+        let target = ServeTarget {
+            engine: &self.inner.engine,
+            pre,
+            digest: program.digest(),
+            limits: self.limits(),
+        };
+        let exit = http::serve(target, service, cancel).await?;
+        tracing::debug!(?exit, kind = ?ProgramKind::HttpProxy, "stopped serving");
+        Ok(exit)
+    }
+
+    fn limits(&self) -> RunLimits {
+        RunLimits {
+            max_memory_bytes: usize::try_from(self.inner.config.max_memory_bytes)
+                .unwrap_or(usize::MAX),
+        }
     }
 }
 
