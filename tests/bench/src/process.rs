@@ -48,24 +48,36 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
     status_field_kib(pid, "VmRSS:")
 }
 
-/// `RssAnon` of a process (its private memory, no shared libraries), in KiB.
-pub fn rss_anon_kib(pid: u32) -> Result<u64> {
-    status_field_kib(pid, "RssAnon:")
+/// Private memory of a process (`Private_Clean` + `Private_Dirty` of
+/// `/proc/PID/smaps_rollup`, its unique set size), in KiB: what one more such process
+/// costs, without the shared C library and program text RSS counts in every process.
+pub fn private_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let rollup = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    ["Private_Clean:", "Private_Dirty:"]
+        .iter()
+        .map(|field| field_kib(&rollup, field).with_context(|| format!("in {path}")))
+        .sum()
 }
 
 fn status_field_kib(pid: u32, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let line = status
+    field_kib(&status, field).with_context(|| format!("in {path}"))
+}
+
+/// The value of a `Field:   123 kB` line.
+fn field_kib(text: &str, field: &str) -> Result<u64> {
+    let line = text
         .lines()
         .find(|line| line.starts_with(field))
-        .with_context(|| format!("{path} has no {field} line"))?;
+        .with_context(|| format!("no {field} line"))?;
     line[field.len()..]
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .with_context(|| format!("parsing {line:?} in {path}"))
+        .with_context(|| format!("parsing {line:?}"))
 }
 
 /// A child process stopped by its PID when dropped: SIGTERM, then SIGKILL if it has
@@ -123,5 +135,18 @@ impl Managed {
 impl Drop for Managed {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_memory() {
+        let pid = std::process::id();
+        let rss = rss_kib(pid).unwrap();
+        let private = private_kib(pid).unwrap();
+        assert!(rss > 0 && private > 0 && private <= rss, "{private} {rss}");
     }
 }

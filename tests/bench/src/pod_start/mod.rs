@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{rss_anon_kib, rss_kib, workspace_root};
+use crate::process::{private_kib, rss_kib, workspace_root};
 use crate::report::{Better, Comparison, Samples};
 use native::{ProcessStarter, build_native_hello};
 use node::{SkiffNode, build_skiff};
@@ -84,21 +84,23 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
     );
     let starter = Arc::new(ProcessStarter::new(&native));
     let peer = measure(&starter, &options, "proc", |running| {
-        let (mut total, mut private) = (0.0, 0.0);
+        // A process's RSS counts the shared C library and program text again in every
+        // process; its private memory is what one more process costs, as the node's
+        // RSS growth is what one more pod costs.
+        let (mut private, mut rss) = (0.0, 0.0);
         for process in running {
             let pid = process.pid().context("a process exited")?;
-            total += rss_kib(pid)? as f64;
-            private += rss_anon_kib(pid)? as f64;
+            private += private_kib(pid)? as f64;
+            rss += rss_kib(pid)? as f64;
         }
         if !running.is_empty() {
-            // RSS counts the shared C library and program text once per process; the
-            // private part shows what each process really adds.
             eprintln!(
-                "bench:   processes' private memory (RssAnon): {:.1} KiB each",
+                "bench:   processes: VmRSS {:.1} KiB each, private (USS) {:.1} KiB each",
+                rss / running.len() as f64,
                 private / running.len() as f64
             );
         }
-        Ok(total)
+        Ok(private)
     })
     .await?;
 
@@ -146,7 +148,7 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
 
 /// Warm-up, latency, then one batch. `memory_kib` reads the memory that counts for
 /// this side with the batch running (and with an empty slice for the baseline): the
-/// node's RSS, or the processes' summed RSS.
+/// node's RSS, or the processes' summed private memory.
 async fn measure<S: Starter>(
     starter: &Arc<S>,
     options: &Options,
