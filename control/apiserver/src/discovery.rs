@@ -157,15 +157,23 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             let (kind, verbs): (&str, &[&str]) = match *sub {
                 "log" => ("Pod", &["get"]),
                 "binding" => ("Binding", &["create"]),
+                "scale" => ("Scale", &["get", "patch", "update"]),
                 _ => continue,
             };
-            resources.push(json!({
+            let mut entry = json!({
                 "name": format!("{}/{sub}", r.plural),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            // Scale lives in another group than its parent; kubectl reads
+            // the group and version from the entry.
+            if *sub == "scale" {
+                entry["group"] = json!(crate::scale::GROUP);
+                entry["version"] = json!(crate::scale::VERSION);
+            }
+            resources.push(entry);
         }
     }
     if resources.is_empty() {

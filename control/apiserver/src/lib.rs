@@ -32,6 +32,7 @@ mod openapi;
 mod request;
 mod resources;
 mod rest;
+mod scale;
 mod schemas;
 mod selectors;
 mod table;

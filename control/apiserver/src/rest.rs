@@ -52,6 +52,11 @@ pub async fn handle(
         (&Method::POST, true, Some("binding")) if target.resource.kind == "Pod" => {
             crate::binding::bind(state, target, query, headers, body).await
         }
+        (&Method::GET | &Method::PUT | &Method::PATCH, true, Some("scale"))
+            if target.resource.subresources.contains(&"scale") =>
+        {
+            crate::scale::handle(state, method, target, query, headers, body).await
+        }
         (_, _, Some(sub)) if !target.resource.subresources.contains(&sub) && sub != "status" => {
             Err(ApiError::NoRoute)
         }

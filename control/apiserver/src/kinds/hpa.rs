@@ -96,10 +96,18 @@ fn target(metric: &Value, current: Option<&Value>) -> String {
             now.and_then(|c| c["averageValue"].as_str())
                 .unwrap_or("<unknown>")
                 .to_string(),
-            format!(
-                "{} (avg)",
-                goal["averageValue"].as_str().unwrap_or_default()
-            ),
+            match kind {
+                "Object" | "External" => {
+                    format!(
+                        "{} (avg)",
+                        goal["averageValue"].as_str().unwrap_or_default()
+                    )
+                }
+                _ => goal["averageValue"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            },
         ),
         _ => (
             now.and_then(|c| c["value"].as_str())
