@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -26,6 +26,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::Error;
 
@@ -77,8 +78,10 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
     };
     let mut events = stream::select_all(streams);
     let mut sweep = tokio::time::interval(SWEEP);
+    // Objects to examine, held until every cache has its first full list
+    // (an owner missing from a cache still loading is not gone).
+    let mut due: BTreeSet<Key> = BTreeSet::new();
     loop {
-        let mut due: BTreeSet<Key> = BTreeSet::new();
         tokio::select! {
             _ = cancel.cancelled() => break,
             event = events.next() => match event {
@@ -88,15 +91,21 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
             },
             _ = sweep.tick() => due.extend(collector.everything()),
         }
-        for store in &collector.stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
-            }
+        let ready = collector
+            .stores
+            .iter()
+            .all(|store| store.wait_until_ready().now_or_never().is_some());
+        if !ready {
+            continue;
         }
-        for key in due {
-            let span = tracing::info_span!("gc", object = %format!("{}/{}", key.1, key.2), kind = %collector.kinds[key.0].kind);
-            let _enter = span.enter();
-            if let Err(err) = collector.examine(&key).await {
+        for key in std::mem::take(&mut due) {
+            let span = tracing::info_span!(
+                "gc",
+                object = %format!("{}/{}", key.1, key.2),
+                kind = %collector.kinds[key.0].kind
+            );
+            if let Err(err) = collector.examine(&key).instrument(span.clone()).await {
+                let _enter = span.enter();
                 tracing::warn!(error = %err, "garbage collection failed; retrying on the next sweep");
             }
         }
