@@ -109,6 +109,10 @@ async fn up(args: UpArgs) -> Result<()> {
         }
     });
 
+    let controllers = skiff_controllers::Controllers::new(client.clone());
+    let controllers_cancel = cancel.child_token();
+    tasks.spawn(controllers.run(controllers_cancel));
+
     let wasm = skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig {
         cache_dir: data_dir.join("wasm-cache"),
         ..skiff_wasm::RuntimeConfig::default()
