@@ -4,7 +4,7 @@
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus, Secret};
 
 /// A change in the set of pods bound to this node, as the watch reports it.
 #[derive(Debug, Clone)]
@@ -70,6 +70,13 @@ pub trait Cluster: Send + Sync + 'static {
         name: &'a str,
         uid: &'a str,
     ) -> BoxFuture<'a, Result<(), ClusterError>>;
+
+    /// Reads a Secret (for `imagePullSecrets`); `None` when it does not exist.
+    fn get_secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Secret>, ClusterError>>;
 
     /// Creates a core/v1 Event in the event's namespace.
     fn create_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), ClusterError>>;

@@ -59,6 +59,82 @@ impl fmt::Debug for PreparedImage {
     }
 }
 
+/// Kubernetes' `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImagePullPolicy {
+    /// Ask the registry on every start.
+    Always,
+    /// Use what the node has; pull only when it has nothing.
+    #[default]
+    IfNotPresent,
+    /// Use only what the node has.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The container's policy, or the API server's default when it names none:
+    /// `Always` for a registry image tagged `latest` or untagged, else `IfNotPresent`.
+    pub fn of(policy: Option<&str>, image: &str) -> ImagePullPolicy {
+        match policy {
+            Some("Always") => ImagePullPolicy::Always,
+            Some("Never") => ImagePullPolicy::Never,
+            Some("IfNotPresent") => ImagePullPolicy::IfNotPresent,
+            _ => {
+                let name = image.rsplit('/').next().unwrap_or(image);
+                let latest = !image.contains("://")
+                    && !image.contains('@')
+                    && name.split_once(':').is_none_or(|(_, tag)| tag == "latest");
+                if latest {
+                    ImagePullPolicy::Always
+                } else {
+                    ImagePullPolicy::IfNotPresent
+                }
+            }
+        }
+    }
+}
+
+/// How to pull one container's image.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PullRequest {
+    pub policy: ImagePullPolicy,
+    /// The `.dockerconfigjson` documents of the pod's `imagePullSecrets`, in order.
+    pub docker_configs: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for PullRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the credentials themselves.
+        f.debug_struct("PullRequest")
+            .field("policy", &self.policy)
+            .field("docker_configs", &self.docker_configs.len())
+            .finish()
+    }
+}
+
+/// A TCP port the container declares (`ports[]`), for programs that serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: Option<String>,
+    pub container_port: u16,
+    /// Where to listen: the port's `hostIP`, else 127.0.0.1.
+    pub host_ip: std::net::IpAddr,
+    /// `hostPort`, or `None` for any free port.
+    pub host_port: Option<u16>,
+}
+
+/// Where the node actually serves one of a container's ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedPort {
+    pub name: Option<String>,
+    pub container_port: u16,
+    pub address: std::net::SocketAddr,
+}
+
+/// Called once by a driver whose process serves, with the bound addresses,
+/// before the first request is accepted.
+pub type PortsReport = Box<dyn FnOnce(Vec<ServedPort>) + Send>;
+
 /// One process to run from a prepared image.
 pub struct ProcessSpec {
     /// argv, argv\[0\] first.
@@ -116,8 +192,12 @@ pub struct RunError {
 /// Prepares and runs container processes. Object-safe so the agent can hold
 /// `Arc<dyn ContainerDriver>` and tests can substitute a fake.
 pub trait ContainerDriver: Send + Sync + 'static {
-    /// Fetch and compile `image`; cheap when already cached.
-    fn prepare<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<PreparedImage, PrepareError>>;
+    /// Fetch and compile `image` as `pull` says; cheap when already cached.
+    fn prepare<'a>(
+        &'a self,
+        image: &'a str,
+        pull: &'a PullRequest,
+    ) -> BoxFuture<'a, Result<PreparedImage, PrepareError>>;
 
     /// Run one process to its end. Cancelling `cancel` must make it return
     /// [`ExitStatus::Killed`] promptly, and the output writers must be dropped
@@ -157,6 +237,24 @@ mod tests {
             "pulling image \"oci://x\": connection refused"
         );
         assert!(err.is_pull_error());
+    }
+
+    #[test]
+    fn pull_policy_defaults_like_the_api_server() {
+        let of = ImagePullPolicy::of;
+        assert_eq!(of(Some("Never"), "a:latest"), ImagePullPolicy::Never);
+        assert_eq!(of(None, "nginx"), ImagePullPolicy::Always);
+        assert_eq!(of(None, "127.0.0.1:5000/a/b"), ImagePullPolicy::Always);
+        assert_eq!(
+            of(None, "127.0.0.1:5000/a/b:latest"),
+            ImagePullPolicy::Always
+        );
+        assert_eq!(
+            of(None, "127.0.0.1:5000/a/b:v1"),
+            ImagePullPolicy::IfNotPresent
+        );
+        assert_eq!(of(None, "r.io/a@sha256:00"), ImagePullPolicy::IfNotPresent);
+        assert_eq!(of(None, "file:///x.wasm"), ImagePullPolicy::IfNotPresent);
     }
 
     #[test]

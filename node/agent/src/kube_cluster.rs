@@ -3,7 +3,7 @@
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
@@ -144,6 +144,20 @@ impl Cluster for KubeCluster {
                 Err(error) if is_api_error(&error, kube::core::Status::is_not_found) => Ok(()),
                 Err(error) => Err(failed("deleting pod", format!("{namespace}/{name}"))(error)),
             }
+        }
+        .boxed()
+    }
+
+    fn get_secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Secret>, ClusterError>> {
+        async move {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            api.get_opt(name)
+                .await
+                .map_err(failed("reading secret", format!("{namespace}/{name}")))
         }
         .boxed()
     }

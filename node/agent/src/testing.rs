@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Event, Node, PodStatus};
+use k8s_openapi::api::core::v1::{Event, Node, PodStatus, Secret};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, ClusterError, PodChange};
 use crate::driver::{
-    ContainerDriver, ExitStatus, PrepareError, PreparedImage, ProcessSpec, RunError,
+    ContainerDriver, ExitStatus, PrepareError, PreparedImage, ProcessSpec, PullRequest, RunError,
 };
 
 /// Virtual time is free under the paused clock; this only catches hangs.
@@ -64,6 +64,7 @@ pub struct RunCall {
 #[derive(Default)]
 struct DriverScript {
     prepares: HashMap<String, VecDeque<Prepare>>,
+    pulls: Vec<(String, PullRequest)>,
     attempts: HashMap<String, VecDeque<Attempt>>,
     runs: Vec<RunCall>,
 }
@@ -96,6 +97,11 @@ impl FakeDriver {
             .extend(steps);
     }
 
+    /// Every prepare call: the image and how it was to be pulled.
+    pub fn pulls(&self) -> Vec<(String, PullRequest)> {
+        self.script.lock().unwrap().pulls.clone()
+    }
+
     pub fn runs(&self) -> Vec<RunCall> {
         self.script.lock().unwrap().runs.clone()
     }
@@ -113,9 +119,14 @@ impl FakeDriver {
 }
 
 impl ContainerDriver for FakeDriver {
-    fn prepare<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<PreparedImage, PrepareError>> {
+    fn prepare<'a>(
+        &'a self,
+        image: &'a str,
+        pull: &'a PullRequest,
+    ) -> BoxFuture<'a, Result<PreparedImage, PrepareError>> {
         let step = {
             let mut script = self.script.lock().unwrap();
+            script.pulls.push((image.to_string(), pull.clone()));
             script.prepares.get_mut(image).and_then(VecDeque::pop_front)
         };
         let result = match step.unwrap_or(Prepare::Ok) {
@@ -208,6 +219,8 @@ impl Recorded {
 pub struct FakeCluster {
     recorded: watch::Sender<Recorded>,
     watch: Mutex<Option<mpsc::UnboundedReceiver<PodChange>>>,
+    /// Secrets by `namespace/name`.
+    secrets: Mutex<HashMap<String, Secret>>,
 }
 
 impl FakeCluster {
@@ -216,8 +229,15 @@ impl FakeCluster {
         let cluster = FakeCluster {
             recorded: watch::Sender::new(Recorded::default()),
             watch: Mutex::new(Some(changes)),
+            secrets: Mutex::default(),
         };
         (Arc::new(cluster), changes_tx)
+    }
+
+    pub fn add_secret(&self, namespace: &str, secret: Secret) {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let mut secrets = self.secrets.lock().unwrap();
+        secrets.insert(format!("{namespace}/{name}"), secret);
     }
 
     pub fn recorded(&self) -> Recorded {
@@ -286,6 +306,20 @@ impl Cluster for FakeCluster {
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         self.record(|r| r.deleted.push((namespace.into(), name.into(), uid.into())));
         async { Ok(()) }.boxed()
+    }
+
+    fn get_secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Secret>, ClusterError>> {
+        let secret = self
+            .secrets
+            .lock()
+            .unwrap()
+            .get(&format!("{namespace}/{name}"))
+            .cloned();
+        async move { Ok(secret) }.boxed()
     }
 
     fn create_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), ClusterError>> {

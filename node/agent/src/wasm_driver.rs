@@ -3,18 +3,47 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use skiff_wasm::{Exit, Process, Program, WasmRuntime};
+use skiff_wasm::{Credentials, Exit, Process, Program, PullOptions, PullPolicy, WasmRuntime};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, ExitStatus, PrepareError, PreparedImage, ProcessSpec, RunError,
+    ContainerDriver, ExitStatus, ImagePullPolicy, PrepareError, PreparedImage, ProcessSpec,
+    PullRequest, RunError, error_chain,
 };
 
+/// The runtime's pull options for a request: the policy, and the credentials of
+/// every pull secret that parses (a broken one is logged and skipped, as kubelet does).
+fn pull_options(image: &str, pull: &PullRequest) -> PullOptions {
+    let mut credentials = Credentials::default();
+    for config in &pull.docker_configs {
+        match Credentials::from_docker_config_json(config) {
+            Ok(found) => credentials.extend(found),
+            Err(error) => {
+                tracing::warn!(%image, error = %error_chain(&error), "ignoring an unusable image pull secret")
+            }
+        }
+    }
+    let policy = match pull.policy {
+        ImagePullPolicy::Always => PullPolicy::Always,
+        ImagePullPolicy::IfNotPresent => PullPolicy::IfNotPresent,
+        ImagePullPolicy::Never => PullPolicy::Never,
+    };
+    PullOptions {
+        policy,
+        credentials,
+    }
+}
+
 impl ContainerDriver for WasmRuntime {
-    fn prepare<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<PreparedImage, PrepareError>> {
+    fn prepare<'a>(
+        &'a self,
+        image: &'a str,
+        pull: &'a PullRequest,
+    ) -> BoxFuture<'a, Result<PreparedImage, PrepareError>> {
         async move {
-            match WasmRuntime::prepare(self, image).await {
-                Ok(program) => Ok(PreparedImage::new(program.digest().to_string(), program)),
+            let options = pull_options(image, pull);
+            match WasmRuntime::prepare_with(self, image, &options).await {
+                Ok(prepared) => Ok(PreparedImage::new(prepared.image_id, prepared.program)),
                 Err(error) if error.is_pull_error() => Err(PrepareError::Pull {
                     image: image.to_string(),
                     source: Box::new(error),

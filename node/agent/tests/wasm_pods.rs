@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec, PodStatus, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use skiff_agent::{AgentConfig, Cluster, ClusterError, NodeAgent, PodChange};
 use skiff_wasm::{RuntimeConfig, WasmRuntime};
@@ -98,6 +98,14 @@ impl Cluster for Recorder {
         _uid: &'a str,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         async { Ok(()) }.boxed()
+    }
+
+    fn get_secret<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Secret>, ClusterError>> {
+        async { Ok(None) }.boxed()
     }
 
     fn create_event<'a>(&'a self, _event: &'a Event) -> BoxFuture<'a, Result<(), ClusterError>> {

@@ -11,7 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::machine::{ContainerMachine, Input, Moment, Outcome, Phase};
 use super::{argv, environment};
-use crate::driver::{ContainerDriver, PreparedImage, ProcessSpec, error_chain};
+use crate::cluster::Cluster;
+use crate::driver::{
+    ContainerDriver, ImagePullPolicy, PreparedImage, ProcessSpec, PullRequest, error_chain,
+};
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
 use crate::pod::PodIdentity;
@@ -37,6 +40,10 @@ pub struct Report {
 pub struct RunnerContext {
     pub pod: PodIdentity,
     pub driver: Arc<dyn ContainerDriver>,
+    /// Where the pod's `imagePullSecrets` are read from.
+    pub cluster: Arc<dyn Cluster>,
+    /// The names in the pod's `imagePullSecrets`.
+    pub pull_secrets: Vec<String>,
     pub logs: Arc<LogBook>,
     pub events: EventRecorder,
     pub reports: mpsc::UnboundedSender<Report>,
@@ -126,10 +133,14 @@ impl ContainerRunner {
         )
         .await;
         let started = tokio::time::Instant::now();
+        let pull = PullRequest {
+            policy: ImagePullPolicy::of(self.spec.image_pull_policy.as_deref(), &image),
+            docker_configs: self.docker_configs().await,
+        };
         let result = tokio::select! {
             biased;
             _ = self.cancel.cancelled() => return Input::Stop,
-            result = self.context.driver.prepare(&image) => result,
+            result = self.context.driver.prepare(&image, &pull) => result,
         };
         match result {
             Ok(prepared) => {
@@ -159,6 +170,40 @@ impl ContainerRunner {
                 Input::PrepareFailed { pull, message }
             }
         }
+    }
+
+    /// The docker configs of the pod's pull secrets, read on every pull so an
+    /// updated Secret is used. Like kubelet, a missing or unusable Secret is
+    /// reported and the pull goes on without it.
+    async fn docker_configs(&self) -> Vec<Vec<u8>> {
+        let namespace = &self.context.pod.namespace;
+        let mut configs = Vec::new();
+        for name in &self.context.pull_secrets {
+            let problem = match self.context.cluster.get_secret(namespace, name).await {
+                Ok(Some(secret)) => {
+                    let data = secret.data.unwrap_or_default();
+                    match data.get(".dockerconfigjson").or(data.get(".dockercfg")) {
+                        Some(config) => {
+                            configs.push(config.0.clone());
+                            continue;
+                        }
+                        None => "it has no .dockerconfigjson key".to_string(),
+                    }
+                }
+                Ok(None) => "it does not exist".to_string(),
+                Err(error) => error_chain(&error),
+            };
+            let message = format!(
+                "Unable to retrieve some image pull secrets ({name}); attempting to pull the image may not succeed: {problem}"
+            );
+            self.event(
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                message,
+            )
+            .await;
+        }
+        configs
     }
 
     async fn back_off(&self, delay: Duration) -> Input {

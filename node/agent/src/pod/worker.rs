@@ -282,6 +282,15 @@ impl PodWorker {
         let context = RunnerContext {
             pod: pod.clone(),
             driver: Arc::clone(&self.node.driver),
+            cluster: Arc::clone(&self.node.cluster),
+            pull_secrets: self
+                .spec
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|s| s.name.clone())
+                .filter(|name| !name.is_empty())
+                .collect(),
             logs: Arc::clone(&self.node.logs),
             events: self.events.clone(),
             reports: self.reports_tx.clone(),

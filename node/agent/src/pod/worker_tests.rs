@@ -212,6 +212,70 @@ async fn pull_errors_back_off_until_the_pull_works() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn pull_policy_and_pull_secrets_reach_the_driver() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::{LocalObjectReference, Secret};
+
+    use crate::driver::{ImagePullPolicy, PullRequest};
+
+    let h = harness();
+    let config = br#"{"auths":{"127.0.0.1:5000":{"auth":"dTpw"}}}"#.to_vec();
+    h.cluster.add_secret(
+        "ns",
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("regcred".into()),
+                ..ObjectMeta::default()
+            },
+            type_: Some("kubernetes.io/dockerconfigjson".into()),
+            data: Some([(".dockerconfigjson".to_string(), ByteString(config.clone()))].into()),
+            ..Secret::default()
+        },
+    );
+    let mut app = container("app", "127.0.0.1:5000/a/b:v1");
+    app.image_pull_policy = Some("Always".into());
+    let mut pod = pod("Always", vec![app, container("side", "r.io/c")], vec![]);
+    pod.spec.as_mut().unwrap().image_pull_secrets = Some(vec![
+        LocalObjectReference {
+            name: "missing".into(),
+        },
+        LocalObjectReference {
+            name: "regcred".into(),
+        },
+    ]);
+    let (_worker, _commands) = h.start(&pod);
+    h.driver.wait_for_runs(2).await;
+    let mut pulls = h.driver.pulls();
+    pulls.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected = |image: &str, policy| {
+        (
+            image.to_string(),
+            PullRequest {
+                policy,
+                docker_configs: vec![config.clone()],
+            },
+        )
+    };
+    assert_eq!(
+        pulls,
+        [
+            expected("127.0.0.1:5000/a/b:v1", ImagePullPolicy::Always),
+            // No policy and no tag: the API server's default is Always.
+            expected("r.io/c", ImagePullPolicy::Always),
+        ]
+    );
+    let recorded = h.cluster.recorded();
+    let warnings: Vec<_> = recorded
+        .events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedToRetrieveImagePullSecret"))
+        .filter_map(|e| e.message.clone())
+        .collect();
+    assert_eq!(warnings.len(), 2, "one per container: {warnings:?}");
+    assert!(warnings[0].contains("(missing)"), "{warnings:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_invalid_image_is_a_create_container_error() {
     let h = harness();
     h.driver

@@ -58,6 +58,7 @@ impl Registry {
             eprintln!("SKIPPED: {BINARY} is not installed (apt-get install -y docker-registry)");
             return None;
         }
+        std::fs::create_dir_all(dir).expect("create the registry directory");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("find a free port")
