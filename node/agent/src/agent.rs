@@ -24,6 +24,7 @@ use crate::logs::LogBook;
 use crate::node::{MachineFacts, heartbeat, node_object};
 use crate::pod::stage::StopReason;
 use crate::pod::worker::{NodeContext, PodWorker, WorkerCommand};
+use crate::ports::PortTable;
 
 /// Longest wait between attempts to register the Node.
 const MAX_REGISTER_DELAY: Duration = Duration::from_secs(30);
@@ -53,6 +54,7 @@ pub struct NodeAgent {
     config: AgentConfig,
     cluster: Arc<dyn Cluster>,
     driver: Arc<dyn ContainerDriver>,
+    ports: Arc<PortTable>,
 }
 
 impl NodeAgent {
@@ -75,7 +77,14 @@ impl NodeAgent {
             config,
             cluster,
             driver,
+            ports: Arc::default(),
         }
+    }
+
+    /// The node ports of the pods' serving containers, kept up to date while
+    /// the agent runs (for the node's routing layer).
+    pub fn ports(&self) -> Arc<PortTable> {
+        Arc::clone(&self.ports)
     }
 
     /// Runs until `cancel` fires, then stops every pod's containers and returns.
@@ -105,7 +114,7 @@ impl NodeAgent {
         let logs = Arc::new(LogBook::new(pods_dir));
         let tracker = TaskTracker::new();
         let shutdown = cancel.clone();
-        let router = crate::http::router(Arc::clone(&logs));
+        let router = crate::http::router(Arc::clone(&logs), Arc::clone(&self.ports));
         let server = tracker.spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -134,6 +143,7 @@ impl NodeAgent {
                 cluster: Arc::clone(&self.cluster),
                 driver: Arc::clone(&self.driver),
                 logs,
+                ports: Arc::clone(&self.ports),
                 shutdown: cancel.clone(),
             });
             PodDirectory::new(context, tracker.clone())

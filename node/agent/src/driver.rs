@@ -142,6 +142,9 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     pub stdout: OutputStream,
     pub stderr: OutputStream,
+    /// The container's TCP ports; a program that serves listens on them.
+    pub ports: Vec<PortSpec>,
+    pub ports_report: Option<PortsReport>,
 }
 
 /// How a process ended.

@@ -12,6 +12,14 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::logs::LogBook;
+use crate::ports::PortTable;
+
+/// What the handlers read.
+#[derive(Clone)]
+struct Shared {
+    logs: Arc<LogBook>,
+    ports: Arc<PortTable>,
+}
 
 /// The query of `GET /containerLogs/...`, as the API server forwards it from
 /// PodLogOptions. Values are kept as text and parsed the way Go's `ParseBool` does.
@@ -35,14 +43,31 @@ fn flag(value: &Option<String>) -> Result<bool, String> {
     }
 }
 
-pub fn router(logs: Arc<LogBook>) -> Router {
+pub fn router(logs: Arc<LogBook>, ports: Arc<PortTable>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .with_state(logs)
+        .route("/pods/{namespace}/{pod}/ports", get(pod_ports))
+        .with_state(Shared { logs, ports })
+}
+
+/// `GET /pods/{namespace}/{pod}/ports`: the node ports the pod's containers
+/// serve on now, as a JSON list of [`PortEntry`](crate::ports::PortEntry); 404
+/// when it serves none.
+async fn pod_ports(
+    State(shared): State<Shared>,
+    Path((namespace, pod)): Path<(String, String)>,
+) -> Response {
+    match shared.ports.of_pod(&namespace, &pod) {
+        Some(entries) => axum::Json(entries).into_response(),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} serves no ports on this node"),
+        ),
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response {
@@ -55,7 +80,7 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 async fn container_logs(
-    State(logs): State<Arc<LogBook>>,
+    State(Shared { logs, .. }): State<Shared>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Response {
@@ -119,7 +144,19 @@ mod tests {
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(axum::serve(listener, router(logs)).into_future());
+        let ports = Arc::new(PortTable::default());
+        let pod = crate::pod::PodIdentity {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: "u1".into(),
+        };
+        let served = crate::driver::ServedPort {
+            name: None,
+            container_port: 8080,
+            address: ([127, 0, 0, 1], 4321).into(),
+        };
+        ports.serving(&pod, "app", &[served]);
+        let server = tokio::spawn(axum::serve(listener, router(logs, ports)).into_future());
 
         assert_eq!(
             get(addr, "/healthz").await,
@@ -143,6 +180,14 @@ mod tests {
         assert!(body.contains("ns/nope"));
         let (status, _) = get(addr, "/containerLogs/ns/p/app?follow=maybe").await;
         assert_eq!(status, "HTTP/1.0 400 Bad Request");
+        let (status, body) = get(addr, "/pods/ns/p/ports").await;
+        assert_eq!(status, "HTTP/1.0 200 OK");
+        assert_eq!(
+            body,
+            r#"[{"container":"app","containerPort":8080,"hostIP":"127.0.0.1","hostPort":4321}]"#
+        );
+        let (status, _) = get(addr, "/pods/ns/other/ports").await;
+        assert_eq!(status, "HTTP/1.0 404 Not Found");
         server.abort();
     }
 }

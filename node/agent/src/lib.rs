@@ -56,6 +56,7 @@ pub mod kube_cluster;
 pub mod logs;
 pub mod node;
 pub mod pod;
+pub mod ports;
 #[cfg(test)]
 mod testing;
 #[cfg(feature = "wasm")]

@@ -4,11 +4,16 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use skiff_wasm::{Credentials, Exit, Process, Program, PullOptions, PullPolicy, WasmRuntime};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use skiff_wasm::{HttpService, ProgramKind};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, ExitStatus, ImagePullPolicy, PrepareError, PreparedImage, ProcessSpec,
-    PullRequest, RunError, error_chain,
+    ContainerDriver, ExitStatus, ImagePullPolicy, PortSpec, PrepareError, PreparedImage,
+    ProcessSpec, PullRequest, RunError, ServedPort, error_chain,
 };
 
 /// The runtime's pull options for a request: the policy, and the credentials of
@@ -32,6 +37,47 @@ fn pull_options(image: &str, pull: &PullRequest) -> PullOptions {
         policy,
         credentials,
     }
+}
+
+/// How long in-flight requests of a stopping HTTP container may run on: the
+/// default `terminationGracePeriodSeconds`.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One listener per declared port, bound before serving so a taken `hostPort`
+/// fails the start (and the bound ports can be reported).
+async fn bind(ports: &[PortSpec]) -> Result<Vec<TcpListener>, RunError> {
+    if ports.is_empty() {
+        return Err(RunError {
+            source: "an HTTP component needs a TCP containerPort to be served on".into(),
+        });
+    }
+    let mut listeners = Vec::with_capacity(ports.len());
+    for port in ports {
+        let addr = SocketAddr::new(port.host_ip, port.host_port.unwrap_or(0));
+        let listener = TcpListener::bind(addr).await.map_err(|error| RunError {
+            source: format!(
+                "cannot listen on {addr} for containerPort {}: {error}",
+                port.container_port
+            )
+            .into(),
+        })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+fn served(ports: &[PortSpec], listeners: &[TcpListener]) -> Vec<ServedPort> {
+    ports
+        .iter()
+        .zip(listeners)
+        .filter_map(|(port, listener)| {
+            Some(ServedPort {
+                name: port.name.clone(),
+                container_port: port.container_port,
+                address: listener.local_addr().ok()?,
+            })
+        })
+        .collect()
 }
 
 impl ContainerDriver for WasmRuntime {
@@ -71,17 +117,37 @@ impl ContainerDriver for WasmRuntime {
                 )
                 .into(),
             })?;
+            let ProcessSpec {
+                args,
+                env,
+                stdout,
+                stderr,
+                ports,
+                ports_report,
+            } = process;
             let process = Process {
-                args: process.args,
-                env: process.env,
-                stdout: process.stdout,
-                stderr: process.stderr,
+                args,
+                env,
+                stdout,
+                stderr,
             };
-            let exit = WasmRuntime::run(self, program, process, cancel)
-                .await
-                .map_err(|error| RunError {
-                    source: Box::new(error),
-                })?;
+            let exit = if program.kind() == ProgramKind::HttpProxy {
+                let listeners = bind(&ports).await?;
+                if let Some(report) = ports_report {
+                    report(served(&ports, &listeners));
+                }
+                let service = HttpService {
+                    process,
+                    listeners,
+                    drain_timeout: DRAIN_TIMEOUT,
+                };
+                WasmRuntime::serve(self, program, service, cancel).await
+            } else {
+                WasmRuntime::run(self, program, process, cancel).await
+            }
+            .map_err(|error| RunError {
+                source: Box::new(error),
+            })?;
             Ok(match exit {
                 Exit::Code(code) => ExitStatus::Code(code),
                 Exit::Trap(message) => ExitStatus::Trap(message),

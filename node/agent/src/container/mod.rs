@@ -4,7 +4,11 @@
 pub mod machine;
 pub mod runner;
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use k8s_openapi::api::core::v1::Container;
+
+use crate::driver::PortSpec;
 
 /// The pod's `restartPolicy`, deciding whether an exited container runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +79,30 @@ pub fn environment(container: &Container) -> Environment {
         }
     }
     environment
+}
+
+/// The container's TCP ports. A port without `hostIP` is served on loopback:
+/// the routing layer on the node forwards to it.
+pub fn ports(container: &Container) -> Vec<PortSpec> {
+    let valid = |port: i32| u16::try_from(port).ok().filter(|p| *p != 0);
+    container
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .filter_map(|p| {
+            Some(PortSpec {
+                name: p.name.clone(),
+                container_port: valid(p.container_port)?,
+                host_ip: p
+                    .host_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse().ok())
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                host_port: p.host_port.and_then(valid),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::machine::{ContainerMachine, Input, Moment, Outcome, Phase};
-use super::{argv, environment};
+use super::{argv, environment, ports};
 use crate::cluster::Cluster;
 use crate::driver::{
     ContainerDriver, ImagePullPolicy, PreparedImage, ProcessSpec, PullRequest, error_chain,
@@ -18,6 +18,7 @@ use crate::driver::{
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
 use crate::pod::PodIdentity;
+use crate::ports::PortTable;
 
 /// Which of the pod's containers a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct RunnerContext {
     pub logs: Arc<LogBook>,
     pub events: EventRecorder,
     pub reports: mpsc::UnboundedSender<Report>,
+    /// Where serving containers record their node ports.
+    pub ports: Arc<PortTable>,
 }
 
 pub struct ContainerRunner {
@@ -256,6 +259,11 @@ impl ContainerRunner {
             env: environment(&self.spec).vars,
             stdout: Box::new(attempt.stdout),
             stderr: Box::new(attempt.stderr),
+            ports: ports(&self.spec),
+            ports_report: Some({
+                let (table, pod, name) = (self.context.ports.clone(), pod.clone(), name.clone());
+                Box::new(move |served| table.serving(&pod, &name, &served))
+            }),
         };
         self.event(
             EventType::Normal,
@@ -291,6 +299,7 @@ impl ContainerRunner {
             }
             result = &mut attempt_done => result,
         };
+        self.context.ports.stopped(&self.context.pod, &name);
         match result {
             Ok(exit) => Input::Exited(Outcome::from_exit(exit)),
             Err(error) => {

@@ -25,6 +25,7 @@ use crate::container::runner::{ContainerRunner, Report, RunnerContext, Slot};
 use crate::driver::{ContainerDriver, error_chain};
 use crate::events::EventRecorder;
 use crate::logs::LogBook;
+use crate::ports::PortTable;
 
 /// How long to wait before writing a status again after the write failed.
 const STATUS_RETRY: Duration = Duration::from_secs(2);
@@ -37,6 +38,8 @@ pub struct NodeContext {
     pub cluster: Arc<dyn Cluster>,
     pub driver: Arc<dyn ContainerDriver>,
     pub logs: Arc<LogBook>,
+    /// The node ports of serving containers.
+    pub ports: Arc<PortTable>,
     /// Cancelled when the agent shuts down.
     pub shutdown: CancellationToken,
 }
@@ -294,6 +297,7 @@ impl PodWorker {
             logs: Arc::clone(&self.node.logs),
             events: self.events.clone(),
             reports: self.reports_tx.clone(),
+            ports: Arc::clone(&self.node.ports),
         };
         let span = tracing::info_span!("container", container = %spec.name);
         let runner = ContainerRunner::new(slot, spec, machine, context, self.stop_runners.clone());

@@ -24,6 +24,7 @@ fn harness() -> Harness {
         cluster: cluster.clone(),
         driver: Arc::new(driver.clone()),
         logs: Arc::new(LogBook::new(dir.path().join("pods"))),
+        ports: Arc::default(),
         shutdown: CancellationToken::new(),
     });
     Harness {

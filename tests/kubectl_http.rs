@@ -1,0 +1,87 @@
+//! HTTP functions end to end: `skiff up`, the real kubectl, the http-hello
+//! example served on its hostPort, its ports listed by the node agent, and the
+//! port closed when the pod is deleted.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::{Cluster, build_guests, manifest, repo_root};
+
+/// A minimal HTTP GET, as HTTP/1.0 so the body is never chunked: status code and body.
+fn get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("response without a header end")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status code")?
+        .parse()?;
+    Ok((status, body.to_string()))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[test]
+fn http_hello_is_served_on_its_host_port() -> Result<()> {
+    build_guests();
+    let cluster = Cluster::start()?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let yaml = std::fs::read_to_string(repo_root().join("examples/http-hello/manifest.yaml"))?
+        .replace("hostPort: 18080", &format!("hostPort: {port}"));
+    let path = manifest(dir.path(), "http-hello.yaml", &yaml);
+    let applied = cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    assert!(applied.contains("pod/http-hello created"), "{applied}");
+    let pod = ["pod", "http-hello", "-n", "http-hello"];
+    cluster.wait_field(&pod, "{.status.phase}", "Running")?;
+
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (status, body) = get(addr, "/some/path?q=1")?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "Hello from http-hello!\npath: /some/path\n");
+    assert_eq!(get(addr, "/count")?.1, "requests in this instance: 1\n");
+    assert_eq!(get(addr, "/count")?.1, "requests in this instance: 1\n");
+    assert_eq!(get(addr, "/trap")?.0, 500);
+    assert_eq!(get(addr, "/after-trap")?.0, 200);
+    cluster.wait_for(Duration::from_secs(30), "the request log", |c| {
+        let logs = c.kubectl_ok(&["logs", "http-hello", "-n", "http-hello"])?;
+        Ok(logs.contains("GET /some/path") && logs.contains("request handler trapped"))
+    })?;
+
+    // The node agent lists where the pod is served.
+    let kubelet_port = cluster.kubectl_ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.daemonEndpoints.kubeletEndpoint.Port}",
+    ])?;
+    let agent: SocketAddr = ([127, 0, 0, 1], kubelet_port.trim().parse()?).into();
+    let (status, body) = get(agent, "/pods/http-hello/http-hello/ports")?;
+    assert_eq!(status, 200, "{body}");
+    let ports: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        ports,
+        serde_json::json!([{"container": "http-hello", "name": "http", "containerPort": 8080,
+            "hostIP": "127.0.0.1", "hostPort": port}])
+    );
+
+    cluster.kubectl_ok(&["delete", "pod", "http-hello", "-n", "http-hello"])?;
+    cluster.wait_for(Duration::from_secs(60), "the port to close", |_| {
+        Ok(TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err())
+    })?;
+    let (status, _) = get(agent, "/pods/http-hello/http-hello/ports")?;
+    assert_eq!(status, 404);
+    Ok(())
+}
