@@ -75,6 +75,7 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
     let ours = measure(&starter, &options, "pod", |_| Ok(rss_kib(pid)? as f64))
         .await
         .with_context(|| format!("on skiff up (log: {})", node.log.display()))?;
+    eprintln!("bench:   {}", starter.breakdown());
     drop(starter);
     drop(node);
 

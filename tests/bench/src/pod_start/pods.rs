@@ -14,6 +14,7 @@ use kube::runtime::watcher;
 use tokio::sync::oneshot;
 
 use super::runner::Starter;
+use crate::report::Samples;
 
 pub const NAMESPACE: &str = "skiff-bench";
 
@@ -22,6 +23,34 @@ pub const NAMESPACE: &str = "skiff-bench";
 struct Waiters {
     ready: HashMap<String, oneshot::Sender<Instant>>,
     gone: HashMap<String, oneshot::Sender<Instant>>,
+    /// When each pod's create was sent and first seen bound to a node, for the
+    /// create → scheduled → Ready breakdown.
+    created: HashMap<String, Instant>,
+    scheduled: HashMap<String, Instant>,
+    to_scheduled: Vec<Duration>,
+    scheduled_to_ready: Vec<Duration>,
+}
+
+impl Waiters {
+    fn seen(&mut self, pod: &Pod, now: Instant) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+        if bound && self.created.contains_key(&name) {
+            self.scheduled.entry(name.clone()).or_insert(now);
+        }
+        if !is_ready(pod) {
+            return;
+        }
+        if let Some(tx) = self.ready.remove(&name) {
+            let _ = tx.send(now);
+        }
+        if let (Some(created), Some(scheduled)) =
+            (self.created.remove(&name), self.scheduled.remove(&name))
+        {
+            self.to_scheduled.push(scheduled - created);
+            self.scheduled_to_ready.push(now - scheduled);
+        }
+    }
 }
 
 /// Starts pods running `image` and waits for them through one watch on the
@@ -64,6 +93,16 @@ impl PodStarter {
         })
     }
 
+    /// Where create → Ready went, over every pod started so far.
+    pub fn breakdown(&self) -> String {
+        let waiters = self.waiters.lock().unwrap();
+        format!(
+            "create → bound to the node: {}; bound → Ready: {}",
+            Samples::new(waiters.to_scheduled.clone()).summary(),
+            Samples::new(waiters.scheduled_to_ready.clone()).summary()
+        )
+    }
+
     fn pod(&self, name: &str) -> Result<Pod> {
         Ok(serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
@@ -96,7 +135,11 @@ impl Starter for PodStarter {
     async fn start(&self, name: String) -> Result<(Instant, String)> {
         let pod = self.pod(&name)?;
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().unwrap().ready.insert(name.clone(), tx);
+        {
+            let mut waiters = self.waiters.lock().unwrap();
+            waiters.ready.insert(name.clone(), tx);
+            waiters.created.insert(name.clone(), Instant::now());
+        }
         self.api
             .create(&PostParams::default(), &pod)
             .await
@@ -131,12 +174,7 @@ async fn follow(api: Api<Pod>, waiters: Arc<Mutex<Waiters>>, listed: oneshot::Se
         let now = Instant::now();
         match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                if is_ready(&pod) {
-                    let name = pod.metadata.name.unwrap_or_default();
-                    if let Some(tx) = waiters.lock().unwrap().ready.remove(&name) {
-                        let _ = tx.send(now);
-                    }
-                }
+                waiters.lock().unwrap().seen(&pod, now);
             }
             Ok(watcher::Event::Delete(pod)) => {
                 let name = pod.metadata.name.unwrap_or_default();
