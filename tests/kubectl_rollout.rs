@@ -176,3 +176,43 @@ fn deployment_rollout_scale_heal_and_delete() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// `--cascade=orphan` keeps the dependents and strips their owner reference;
+/// `--cascade=foreground` deletes dependents before the owner goes.
+#[test]
+fn cascade_orphan_and_foreground() -> Result<()> {
+    build_guests();
+    let cluster = Cluster::start()?;
+    let dir = tempfile::tempdir()?;
+    let web = manifest(dir.path(), "web.yaml", &deployment("\"one\"", "first"));
+    cluster.kubectl_ok(&["apply", "-f", web.to_str().unwrap()])?;
+    wait_running(&cluster, 3)?;
+
+    cluster.kubectl_ok(&["delete", "deployment", "web", "--cascade=orphan"])?;
+    let gone = cluster.kubectl_err(&["get", "deployment", "web"])?;
+    assert!(gone.contains("NotFound"), "{gone}");
+    let owners = cluster.kubectl_ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.name}|{.items[*].metadata.ownerReferences}",
+    ])?;
+    let (sets, refs) = owners.split_once('|').unwrap_or_default();
+    assert_eq!(words(sets).len(), 1, "the ReplicaSet is kept: {owners}");
+    assert_eq!(refs.trim(), "", "and no longer owned: {owners}");
+    assert_eq!(live_pods(&cluster)?.len(), 3, "its pods keep running");
+
+    cluster.kubectl_ok(&["delete", "rs", "-l", "app=web", "--cascade=foreground"])?;
+    cluster.wait_for(
+        Duration::from_secs(90),
+        "the ReplicaSet and its pods to go",
+        |c| {
+            let sets = c.kubectl_ok(&["get", "rs", "-l", "app=web", "-o", "name"])?;
+            let pods = c.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"])?;
+            Ok(sets.trim().is_empty() && pods.trim().is_empty())
+        },
+    )?;
+    Ok(())
+}

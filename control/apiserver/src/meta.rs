@@ -52,3 +52,19 @@ pub fn generate_name(prefix: &str) -> String {
         .collect();
     format!("{prefix}{suffix}")
 }
+
+/// Drop empty `ownerReferences` and `finalizers`, as Kubernetes' encoding
+/// omits empty lists there: an object whose last owner or finalizer went
+/// reads as having none.
+pub fn drop_empty_lists(object: &mut Value) {
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        for field in ["ownerReferences", "finalizers"] {
+            if meta
+                .get(field)
+                .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty) || v.is_null())
+            {
+                meta.remove(field);
+            }
+        }
+    }
+}

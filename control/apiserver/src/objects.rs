@@ -38,7 +38,35 @@ pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    pub propagation: Propagation,
     pub dry_run: bool,
+}
+
+/// `propagationPolicy`: what happens to an object's dependents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// Delete the owner now; the garbage collector deletes dependents after.
+    #[default]
+    Background,
+    /// The owner waits (finalizer `foregroundDeletion`) until dependents that
+    /// block owner deletion are gone.
+    Foreground,
+    /// Dependents are kept and lose their owner reference (finalizer `orphan`).
+    Orphan,
+}
+
+/// Kinds the garbage collector processes; only these get the propagation
+/// finalizers, so nothing waits on a collector that never comes.
+const COLLECTED_KINDS: [&str; 3] = ["Deployment", "ReplicaSet", "Pod"];
+
+impl Propagation {
+    fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Propagation::Background => None,
+            Propagation::Foreground => Some("foregroundDeletion"),
+            Propagation::Orphan => Some("orphan"),
+        }
+    }
 }
 
 /// Decode a stored value, stamping its resourceVersion from the revision.
@@ -209,6 +237,7 @@ impl<'a> Objects<'a> {
             meta::remove(&mut object, "generation");
         }
         (self.resource.defaults)(&mut object);
+        meta::drop_empty_lists(&mut object);
         self.check(&object, None)?;
         self.admit_namespace(namespace.as_deref()).await?;
         let _reservation =
@@ -378,6 +407,7 @@ impl<'a> Objects<'a> {
             meta::set(&mut next, "generation", json!(generation));
         }
         (self.resource.defaults)(&mut next);
+        meta::drop_empty_lists(&mut next);
         meta::set(
             &mut next,
             "resourceVersion",
@@ -395,9 +425,11 @@ impl<'a> Objects<'a> {
         }
         // The last finalizer removed from an object being deleted completes
         // the deletion.
+        // A pod finishes only once its node let go of it (grace period 0).
         let finish = !next["metadata"]["deletionTimestamp"].is_null()
             && meta::finalizers(&next) == 0
-            && self.resource.kind != "Pod";
+            && (self.resource.kind != "Pod"
+                || next["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(0));
         if options.dry_run {
             return Ok(Written {
                 object: next,
@@ -466,28 +498,37 @@ impl<'a> Objects<'a> {
             return Err(self.conflict(name));
         }
         let grace = self.grace_period(&current, options);
-        let mark = grace.is_some() || meta::finalizers(&current) > 0;
-        if mark {
+        let cascade = options
+            .propagation
+            .finalizer()
+            .filter(|_| COLLECTED_KINDS.contains(&self.resource.kind));
+        // Something must still happen before the object may go: a node
+        // stopping a pod, a namespace emptying, or a finalizer.
+        let waits = grace.is_some_and(|g| g > 0) || self.resource.kind == "Namespace";
+        if waits || cascade.is_some() || meta::finalizers(&current) > 0 {
             let mut next = current.clone();
-            let already = !current["metadata"]["deletionTimestamp"].is_null();
-            let shorter = match (
-                grace,
-                current["metadata"]["deletionGracePeriodSeconds"].as_i64(),
-            ) {
-                (Some(g), Some(existing)) => g < existing,
-                _ => !already,
-            };
-            if shorter || !already {
+            if let Some(finalizer) = cascade {
+                let mut finalizers: Vec<Value> = next["metadata"]["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !finalizers.iter().any(|f| f == finalizer) {
+                    finalizers.push(json!(finalizer));
+                }
+                meta::set(&mut next, "finalizers", json!(finalizers));
+            }
+            // A deletion can only be brought forward: a shorter grace period
+            // (down to 0, how a node says it is done) replaces a longer one.
+            let grace = grace.unwrap_or(0);
+            let marked = !current["metadata"]["deletionTimestamp"].is_null();
+            let existing = current["metadata"]["deletionGracePeriodSeconds"].as_i64();
+            if !marked || existing.is_none_or(|e| grace < e) {
                 meta::set(
                     &mut next,
                     "deletionTimestamp",
-                    json!(meta::timestamp_after(grace.unwrap_or(0))),
+                    json!(meta::timestamp_after(grace)),
                 );
-                meta::set(
-                    &mut next,
-                    "deletionGracePeriodSeconds",
-                    json!(grace.unwrap_or(0)),
-                );
+                meta::set(&mut next, "deletionGracePeriodSeconds", json!(grace));
             }
             if self.resource.kind == "Namespace" {
                 next["status"]["phase"] = json!("Terminating");
@@ -549,23 +590,29 @@ impl<'a> Objects<'a> {
         Ok(next)
     }
 
-    /// The grace period a deletion waits for, or None to delete at once:
-    /// only pods bound to a node (their node stops the containers first) and
-    /// namespaces (their contents go first) wait.
+    /// The grace period of a graceful deletion, or None for kinds without
+    /// one. Only pods have it: a pod bound to a node waits for the node to
+    /// stop its containers (and say so with a grace period of 0).
     fn grace_period(&self, current: &Value, options: &DeleteOptions) -> Option<i64> {
         match self.resource.kind {
             "Pod" => {
                 let bound = current["spec"]["nodeName"]
                     .as_str()
                     .is_some_and(|n| !n.is_empty());
-                let grace = options.grace_period_seconds.unwrap_or_else(|| {
-                    current["spec"]["terminationGracePeriodSeconds"]
-                        .as_i64()
-                        .unwrap_or(30)
-                });
-                (bound && grace > 0).then_some(grace)
+                if !bound {
+                    return Some(0);
+                }
+                Some(
+                    options
+                        .grace_period_seconds
+                        .unwrap_or_else(|| {
+                            current["spec"]["terminationGracePeriodSeconds"]
+                                .as_i64()
+                                .unwrap_or(30)
+                        })
+                        .max(0),
+                )
             }
-            "Namespace" => Some(0),
             _ => None,
         }
     }

@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::AppState;
 use crate::decode::FieldValidation;
 use crate::error::{ApiError, ApiResult};
-use crate::objects::{DeleteOptions, Objects, Part, WriteOptions, Written};
+use crate::objects::{DeleteOptions, Objects, Part, Propagation, WriteOptions, Written};
 use crate::request::{Query, Target, body_value, content_type, wants_table};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
 use crate::{table, watch};
@@ -313,7 +313,22 @@ fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
         || options["dryRun"]
             .as_array()
             .is_some_and(|d| d.iter().any(|v| v == "All"));
+    let policy = query
+        .get("propagationPolicy")
+        .or(options["propagationPolicy"].as_str());
+    let propagation = match policy {
+        None | Some("") if options["orphanDependents"] == json!(true) => Propagation::Orphan,
+        None | Some("") | Some("Background") => Propagation::Background,
+        Some("Foreground") => Propagation::Foreground,
+        Some("Orphan") => Propagation::Orphan,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
+        }
+    };
     Ok(DeleteOptions {
+        propagation,
         grace_period_seconds: query
             .int("gracePeriodSeconds")?
             .or(options["gracePeriodSeconds"].as_i64()),

@@ -187,7 +187,24 @@ impl Collector {
             }
             return Ok(());
         }
-        let references = object.owner_references().to_vec();
+        if object.owner_references().is_empty() {
+            return Ok(());
+        }
+        // The cache may lag behind an orphaning patch: decide on the live
+        // object's references, never on a stale copy.
+        let live = self
+            .api(*index, namespace)
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::Read {
+                what: "a dependent",
+                namespace: namespace.to_string(),
+                source,
+            })?;
+        let Some(live) = live.filter(|l| l.uid() == object.uid()) else {
+            return Ok(());
+        };
+        let references = live.owner_references().to_vec();
         if references.is_empty() {
             return Ok(());
         }

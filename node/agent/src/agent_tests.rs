@@ -117,6 +117,13 @@ async fn runs_pods_serves_logs_and_finishes_deletions() {
         .await;
     assert_eq!(recorded.deleted[0].2, "u1");
     logs.pop();
+    // The worker removes the directory right after the final delete call.
+    for _ in 0..500 {
+        if !logs.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert!(!logs.exists(), "the pod's logs are removed with it");
 
     // A relist that no longer contains a pod stops its worker without deleting it.

@@ -1,4 +1,4 @@
-//! Serving a real `wasi:http/proxy` guest (`examples/http-hello`): a fresh
+//! Serving a real `wasi:http/proxy` guest (`examples/hello-http`): a fresh
 //! instance per request, traps answered with 500, concurrency, denied outbound
 //! requests and a graceful stop.
 
@@ -40,9 +40,9 @@ async fn serve_hello() -> Served {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let program = runtime.prepare(&image("http-hello")).await.unwrap();
+    let program = runtime.prepare(&image("hello-http")).await.unwrap();
     assert_eq!(program.kind(), ProgramKind::HttpProxy);
-    let (process, out, err) = captured_process(&["http-hello"], &[("POD_NAME", "web-1")]);
+    let (process, out, err) = captured_process(&["hello-http"], &[("POD_NAME", "web-1")]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
@@ -194,7 +194,7 @@ async fn stopping_lets_in_flight_requests_finish() {
 async fn kinds_are_not_mixed_up() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = runtime(cache.path());
-    let http = runtime.prepare(&image("http-hello")).await.unwrap();
+    let http = runtime.prepare(&image("hello-http")).await.unwrap();
     let (process, _, _) = captured_process(&["x"], &[]);
     let ran = runtime.run(&http, process, CancellationToken::new()).await;
     assert!(matches!(ran, Err(RunError::WrongKind { .. })), "{ran:?}");
