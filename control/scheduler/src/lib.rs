@@ -1,6 +1,7 @@
 //! The Skiff scheduler: binds each pending pod to a Ready node.
 //!
-//! It watches unscheduled pods (`spec.nodeName=`) and nodes through the
+//! It watches all pods (those without `spec.nodeName` are its queue, the rest
+//! count against their node) and all nodes through the
 //! Kubernetes API, picks a node with [`pick_node`] (a pure function: filter
 //! the nodes that can take the pod, then prefer the one running the fewest
 //! pods), and binds through `pods/binding`, recording a `Scheduled` or
@@ -22,7 +23,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Event, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
@@ -51,10 +52,11 @@ impl Scheduler {
     pub async fn run(self, cancel: CancellationToken) -> Result<(), SchedulerError> {
         let pods: Api<Pod> = Api::all(self.client.clone());
         let nodes_api: Api<Node> = Api::all(self.client.clone());
-        let pending_config = watcher::Config::default().fields("spec.nodeName=");
-        let mut pod_events = watcher(pods.clone(), pending_config).boxed();
+        // One watch of all pods feeds both the queue of pods to place and the
+        // count of pods on each node, so no decision lists the pods again.
+        let mut pod_events = watcher(pods, watcher::Config::default()).boxed();
         let mut node_events = watcher(nodes_api, watcher::Config::default()).boxed();
-        let mut pending: BTreeMap<(String, String), Pod> = BTreeMap::new();
+        let mut book = PodBook::default();
         let mut nodes: HashMap<String, Node> = HashMap::new();
         // The last FailedScheduling reason per pod, so a retry that fails the
         // same way does not record the same event again.
@@ -64,7 +66,7 @@ impl Scheduler {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 event = pod_events.next() => match event {
-                    Some(Ok(event)) => track_pods(&mut pending, event),
+                    Some(Ok(event)) => book.track(event),
                     Some(Err(err)) => {
                         tracing::warn!(%err, "pod watch error; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -83,43 +85,37 @@ impl Scheduler {
                 },
                 _ = retry.tick() => {}
             }
-            if pending.is_empty() {
+            if book.pending.is_empty() {
                 continue;
             }
-            reported.retain(|key, _| pending.contains_key(key));
-            self.schedule_all(&pods, &mut pending, &nodes, &mut reported)
-                .await;
+            reported.retain(|key, _| book.pending.contains_key(key));
+            self.schedule_all(&mut book, &nodes, &mut reported).await;
         }
     }
 
     async fn schedule_all(
         &self,
-        pods: &Api<Pod>,
-        pending: &mut BTreeMap<(String, String), Pod>,
+        book: &mut PodBook,
         nodes: &HashMap<String, Node>,
         reported: &mut HashMap<(String, String), String>,
     ) {
-        let counts = match pod_counts(pods).await {
-            Ok(counts) => counts,
-            Err(err) => {
-                tracing::warn!(%err, "counting pods per node");
-                return;
-            }
-        };
-        let facts: Vec<NodeFacts> = nodes
-            .values()
-            .map(|n| NodeFacts::from_node(n, counts.get(&name_of(n)).copied().unwrap_or(0)))
-            .collect();
-        let keys: Vec<(String, String)> = pending.keys().cloned().collect();
+        let keys: Vec<(String, String)> = book.pending.keys().cloned().collect();
         for key in keys {
-            let pod = &pending[&key];
+            // Counted afresh for each pod: the binds just made count too.
+            let counts = book.counts();
+            let facts: Vec<NodeFacts> = nodes
+                .values()
+                .map(|n| NodeFacts::from_node(n, counts.get(&name_of(n)).copied().unwrap_or(0)))
+                .collect();
+            let pod = &book.pending[&key];
             let span = tracing::info_span!("schedule", pod = %format!("{}/{}", key.0, key.1));
             let _enter = span.enter();
             match pick_node(&facts) {
                 Ok(node) => match self.bind(pod, &node).await {
                     Ok(()) => {
                         tracing::info!(node, "bound");
-                        pending.remove(&key);
+                        book.pending.remove(&key);
+                        book.placed.insert(key.clone(), node);
                     }
                     Err(err) => tracing::warn!(%err, node, "binding failed"),
                 },
@@ -226,20 +222,69 @@ fn pod_key(pod: &Pod) -> (String, String) {
     )
 }
 
-fn track_pods(pending: &mut BTreeMap<(String, String), Pod>, event: watcher::Event<Pod>) {
-    match event {
-        watcher::Event::Init => pending.clear(),
-        watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-            if wants_us(&pod) {
-                pending.insert(pod_key(&pod), pod);
-            } else {
-                pending.remove(&pod_key(&pod));
+/// What the scheduler knows of pods: those waiting for a node, and the
+/// node of each pod that holds one (bound and not finished).
+#[derive(Default)]
+struct PodBook {
+    pending: BTreeMap<(String, String), Pod>,
+    placed: HashMap<(String, String), String>,
+}
+
+impl PodBook {
+    fn track(&mut self, event: watcher::Event<Pod>) {
+        match event {
+            watcher::Event::Init => {
+                self.pending.clear();
+                self.placed.clear();
+            }
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => self.note(pod),
+            watcher::Event::Delete(pod) => {
+                let key = pod_key(&pod);
+                self.pending.remove(&key);
+                self.placed.remove(&key);
+            }
+            watcher::Event::InitDone => {}
+        }
+    }
+
+    fn note(&mut self, pod: Pod) {
+        let key = pod_key(&pod);
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        match node {
+            Some(node) if !finished => {
+                self.pending.remove(&key);
+                self.placed.insert(key, node);
+            }
+            Some(_) => {
+                self.pending.remove(&key);
+                self.placed.remove(&key);
+            }
+            None if wants_us(&pod) => {
+                self.placed.remove(&key);
+                self.pending.insert(key, pod);
+            }
+            None => {
+                self.pending.remove(&key);
+                self.placed.remove(&key);
             }
         }
-        watcher::Event::Delete(pod) => {
-            pending.remove(&pod_key(&pod));
+    }
+
+    /// Pods holding each node.
+    fn counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for node in self.placed.values() {
+            *counts.entry(node.clone()).or_default() += 1;
         }
-        watcher::Event::InitDone => {}
+        counts
     }
 }
 
@@ -256,19 +301,55 @@ fn track_nodes(nodes: &mut HashMap<String, Node>, event: watcher::Event<Node>) {
     }
 }
 
-/// Pods bound to each node that still hold it (not finished).
-async fn pod_counts(pods: &Api<Pod>) -> Result<HashMap<String, usize>, kube::Error> {
-    let mut counts = HashMap::new();
-    for pod in pods.list(&ListParams::default()).await?.items {
-        let finished = matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
-        if let Some(node) = pod.spec.and_then(|s| s.node_name).filter(|n| !n.is_empty())
-            && !finished
-        {
-            *counts.entry(node).or_default() += 1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+
+    fn pod(name: &str, node: Option<&str>, phase: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: node.map(String::from),
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                ..PodStatus::default()
+            }),
         }
     }
-    Ok(counts)
+
+    #[test]
+    fn the_book_follows_pods_from_pending_to_placed_to_finished() {
+        let mut book = PodBook::default();
+        book.track(watcher::Event::Apply(pod("a", None, "Pending")));
+        book.track(watcher::Event::Apply(pod("b", Some("n1"), "Running")));
+        assert_eq!(book.pending.len(), 1);
+        assert_eq!(book.counts().get("n1"), Some(&1));
+
+        book.track(watcher::Event::Apply(pod("a", Some("n1"), "Running")));
+        assert!(book.pending.is_empty());
+        assert_eq!(book.counts().get("n1"), Some(&2));
+
+        book.track(watcher::Event::Apply(pod("b", Some("n1"), "Succeeded")));
+        book.track(watcher::Event::Delete(pod("a", Some("n1"), "Running")));
+        assert_eq!(
+            book.counts().get("n1"),
+            None,
+            "finished and deleted pods free their node"
+        );
+
+        let mut other = pod("c", None, "Pending");
+        other.spec.as_mut().unwrap().scheduler_name = Some("someone-else".into());
+        book.track(watcher::Event::Apply(other));
+        assert!(
+            book.pending.is_empty(),
+            "pods for another scheduler are left alone"
+        );
+    }
 }
