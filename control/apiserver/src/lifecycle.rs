@@ -31,6 +31,14 @@ pub async fn run(store: skiff_store::Store, cancel: CancellationToken) {
                 Vec::new()
             }
         };
+        // While a namespace empties, any change may be the one that finishes
+        // it; otherwise only namespace changes matter (not every pod status
+        // or node heartbeat).
+        let watched = if terminating.is_empty() {
+            namespaces.prefix(None)
+        } else {
+            "/registry/".to_string()
+        };
         for ns in terminating {
             let name = crate::meta::name(&ns).to_string();
             if let Err(err) = finalize(&store, &name).await {
@@ -38,7 +46,7 @@ pub async fn run(store: skiff_store::Store, cancel: CancellationToken) {
             }
         }
         // Re-check after a change or a short pause; the store's watch wakes us.
-        let mut watch = store.watch("/registry/", store.revision()).ok();
+        let mut watch = store.watch(&watched, store.revision()).ok();
         let changed = async {
             match watch.as_mut() {
                 Some(w) => {

@@ -73,11 +73,7 @@ impl Propagation {
 pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
     let mut object: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
-    meta::set(
-        &mut object,
-        "resourceVersion",
-        json!(kv.mod_revision.to_string()),
-    );
+    stamp(&mut object, kv.mod_revision);
     Ok(object)
 }
 
@@ -85,6 +81,31 @@ fn to_bytes(object: &Value) -> Vec<u8> {
     let mut stored = object.clone();
     meta::remove(&mut stored, "resourceVersion");
     serde_json::to_vec(&stored).expect("JSON values always serialize")
+}
+
+/// Run `op` on `key` only if the key is still at `revision` (0: absent);
+/// the new store revision, or None when someone else wrote first.
+async fn write_at(
+    store: &Store,
+    key: &str,
+    revision: Revision,
+    op: Op,
+) -> ApiResult<Option<Revision>> {
+    let response = store
+        .txn(Txn {
+            compare: vec![Compare {
+                key: key.to_string(),
+                target: CompareTarget::ModRevision(revision),
+            }],
+            success: vec![op],
+            failure: vec![],
+        })
+        .await?;
+    Ok(response.succeeded.then_some(response.revision))
+}
+
+fn stamp(object: &mut Value, revision: Revision) {
+    meta::set(object, "resourceVersion", json!(revision.to_string()));
 }
 
 /// Storage of one resource.
@@ -251,28 +272,14 @@ impl<'a> Objects<'a> {
             }
             return Ok(Written { object, warnings });
         }
-        let response = self
-            .store
-            .txn(Txn {
-                compare: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::ModRevision(0),
-                }],
-                success: vec![Op::Put {
-                    key,
-                    value: to_bytes(&object),
-                }],
-                failure: vec![],
-            })
-            .await?;
-        if !response.succeeded {
-            return Err(self.already_exists(&name));
-        }
-        meta::set(
-            &mut object,
-            "resourceVersion",
-            json!(response.revision.to_string()),
-        );
+        let put = Op::Put {
+            key: key.clone(),
+            value: to_bytes(&object),
+        };
+        let revision = write_at(self.store, &key, 0, put)
+            .await?
+            .ok_or_else(|| self.already_exists(&name))?;
+        stamp(&mut object, revision);
         Ok(Written { object, warnings })
     }
 
@@ -408,11 +415,7 @@ impl<'a> Objects<'a> {
         }
         (self.resource.defaults)(&mut next);
         meta::drop_empty_lists(&mut next);
-        meta::set(
-            &mut next,
-            "resourceVersion",
-            json!(kv.mod_revision.to_string()),
-        );
+        stamp(&mut next, kv.mod_revision);
         self.check(&next, Some(current))?;
         let _reservation =
             crate::kinds::allocate::allocate(self.store, self.resource, &mut next, Some(current))
@@ -446,25 +449,10 @@ impl<'a> Objects<'a> {
                 value: to_bytes(&next),
             }
         };
-        let response = self
-            .store
-            .txn(Txn {
-                compare: vec![Compare {
-                    key: kv.key.clone(),
-                    target: CompareTarget::ModRevision(kv.mod_revision),
-                }],
-                success: vec![op],
-                failure: vec![],
-            })
-            .await?;
-        if !response.succeeded {
-            return Err(self.conflict(meta::name(&next)));
-        }
-        meta::set(
-            &mut next,
-            "resourceVersion",
-            json!(response.revision.to_string()),
-        );
+        let revision = write_at(self.store, &kv.key, kv.mod_revision, op)
+            .await?
+            .ok_or_else(|| self.conflict(meta::name(&next)))?;
+        stamp(&mut next, revision);
         Ok(Written {
             object: next,
             warnings: vec![],
@@ -539,20 +527,13 @@ impl<'a> Objects<'a> {
             return self.put_if_unchanged(&kv, next).await;
         }
         if !options.dry_run {
-            let response = self
-                .store
-                .txn(Txn {
-                    compare: vec![Compare {
-                        key: kv.key.clone(),
-                        target: CompareTarget::ModRevision(kv.mod_revision),
-                    }],
-                    success: vec![Op::Delete {
-                        key: kv.key.clone(),
-                    }],
-                    failure: vec![],
-                })
-                .await?;
-            if !response.succeeded {
+            let delete = Op::Delete {
+                key: kv.key.clone(),
+            };
+            if write_at(self.store, &kv.key, kv.mod_revision, delete)
+                .await?
+                .is_none()
+            {
                 return Err(self.conflict(name));
             }
         }
@@ -565,28 +546,14 @@ impl<'a> Objects<'a> {
         kv: &KeyValue,
         mut next: Value,
     ) -> ApiResult<Value> {
-        let response = self
-            .store
-            .txn(Txn {
-                compare: vec![Compare {
-                    key: kv.key.clone(),
-                    target: CompareTarget::ModRevision(kv.mod_revision),
-                }],
-                success: vec![Op::Put {
-                    key: kv.key.clone(),
-                    value: to_bytes(&next),
-                }],
-                failure: vec![],
-            })
-            .await?;
-        if !response.succeeded {
-            return Err(self.conflict(meta::name(&next)));
-        }
-        meta::set(
-            &mut next,
-            "resourceVersion",
-            json!(response.revision.to_string()),
-        );
+        let put = Op::Put {
+            key: kv.key.clone(),
+            value: to_bytes(&next),
+        };
+        let revision = write_at(self.store, &kv.key, kv.mod_revision, put)
+            .await?
+            .ok_or_else(|| self.conflict(meta::name(&next)))?;
+        stamp(&mut next, revision);
         Ok(next)
     }
 

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::decode::decode_as;
 use crate::error::Cause;
+use crate::kinds::common::set_default;
 use crate::kinds::validation;
 use crate::resources::Resource;
 use crate::table::{self, Column, TableDef};
@@ -56,12 +57,6 @@ pub fn resource() -> Resource {
 }
 
 const CONTAINER_LISTS: [&str; 2] = ["initContainers", "containers"];
-
-fn set_default(map: &mut Value, key: &str, value: Value) {
-    if map[key].is_null() {
-        map[key] = value;
-    }
-}
 
 /// The pod-spec defaults, shared with every kind that embeds a pod template.
 pub fn spec_defaults(spec: &mut Value) {
