@@ -2,15 +2,13 @@
 //!
 //! `skiff up` runs a complete single-node cluster in one process: the store,
 //! the Kubernetes API server, the scheduler and a node agent with the Wasm
-//! runtime. It writes `DATA_DIR/kubeconfig` for kubectl.
+//! runtime. It writes `DATA_DIR/kubeconfig` for kubectl. Each subcommand lives
+//! in its own module.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+mod up;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -27,35 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a single-node cluster (store, API server, scheduler, node) in this process.
-    Up(UpArgs),
-}
-
-#[derive(clap::Args)]
-struct UpArgs {
-    /// Where the cluster keeps its state; reusing it brings every object back.
-    #[arg(long, env = "SKIFF_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// The Kubernetes API's listen address.
-    #[arg(long, default_value = "127.0.0.1:6443")]
-    api_addr: SocketAddr,
-    /// The node's name (default: the host name).
-    #[arg(long)]
-    node_name: Option<String>,
-    /// The node agent's HTTP address (logs); port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    node_addr: SocketAddr,
-}
-
-/// How long shutdown waits for the API server, scheduler and node to stop.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// `$XDG_DATA_HOME/skiff`, else `~/.local/share/skiff`.
-fn default_data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("skiff");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".local/share/skiff")
+    Up(up::UpArgs),
 }
 
 fn main() -> Result<()> {
@@ -68,105 +38,6 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
-        Command::Up(args) => runtime.block_on(up(args)),
-    }
-}
-
-async fn up(args: UpArgs) -> Result<()> {
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let data_dir = data_dir.canonicalize()?;
-    let cancel = CancellationToken::new();
-    let tasks = TaskTracker::new();
-
-    let store = skiff_store::Store::open(skiff_store::StoreConfig::new(data_dir.join("store")))
-        .await
-        .context("opening the store")?;
-    let api = skiff_apiserver::ApiServer::new(store.clone(), cancel.child_token());
-    api.bootstrap()
-        .await
-        .context("creating the system namespaces")?;
-    let listener = tokio::net::TcpListener::bind(args.api_addr)
-        .await
-        .with_context(|| format!("listening on {}", args.api_addr))?;
-    let api_addr = listener.local_addr()?;
-    let server_url = format!("http://{api_addr}");
-    let kubeconfig = write_kubeconfig(&data_dir, &server_url)?;
-    tasks.spawn(async move {
-        if let Err(err) = api.serve(listener).await {
-            tracing::error!(%err, "API server stopped");
-        }
-    });
-
-    let client = kube::Client::try_from(kube::Config::new(server_url.parse()?))
-        .context("building the API client")?;
-    let scheduler = skiff_scheduler::Scheduler::new(client.clone());
-    let scheduler_cancel = cancel.child_token();
-    tasks.spawn(async move {
-        if let Err(err) = scheduler.run(scheduler_cancel).await {
-            tracing::error!(%err, "scheduler stopped");
-        }
-    });
-
-    let controllers = skiff_controllers::Controllers::new(client.clone());
-    let controllers_cancel = cancel.child_token();
-    tasks.spawn(controllers.run(controllers_cancel));
-
-    let wasm = skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig {
-        cache_dir: data_dir.join("wasm-cache"),
-        ..skiff_wasm::RuntimeConfig::default()
-    })
-    .context("starting the Wasm runtime")?;
-    let mut agent_config = skiff_agent::AgentConfig {
-        data_dir: data_dir.join("node"),
-        listen_addr: args.node_addr,
-        ..skiff_agent::AgentConfig::default()
-    };
-    if let Some(name) = args.node_name {
-        agent_config.node_name = name;
-    }
-    agent_config.validate().context("node configuration")?;
-    let agent = skiff_agent::NodeAgent::new(agent_config, client, wasm);
-    let agent_cancel = cancel.child_token();
-    tasks.spawn(async move {
-        if let Err(err) = agent.run(agent_cancel).await {
-            tracing::error!(%err, "node agent stopped");
-        }
-    });
-    tasks.close();
-
-    println!("Skiff is up: the Kubernetes API is at {server_url}");
-    println!("export KUBECONFIG={}", kubeconfig.display());
-
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    cancel.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            still_running = tasks.len(),
-            "parts did not stop within {SHUTDOWN_GRACE:?}; closing the store anyway"
-        );
-    }
-    store.close().await;
-    Ok(())
-}
-
-fn write_kubeconfig(data_dir: &Path, server_url: &str) -> Result<PathBuf> {
-    let path = data_dir.join("kubeconfig");
-    std::fs::write(&path, skiff_apiserver::kubeconfig(server_url, "skiff"))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        Command::Up(args) => runtime.block_on(up::run(args)),
     }
 }
