@@ -1,5 +1,6 @@
 //! Skiff's controllers: the loops that turn Deployments into ReplicaSets,
-//! ReplicaSets into pods, and owners' deletion into their dependents'.
+//! ReplicaSets into pods, Services' selected pods into EndpointSlices and
+//! Endpoints, and owners' deletion into their dependents'.
 //!
 //! Every controller has one shape, kube-runtime's [`kube::runtime::Controller`]:
 //! a watch-fed cache of its kind, a reconcile per object (never two at once
@@ -18,6 +19,7 @@
 //! ```
 
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 mod names;
 pub mod pods;
@@ -80,6 +82,7 @@ impl Controllers {
             replicaset::run(self.client.clone(), cancel.child_token()),
             deployment::run(self.client.clone(), cancel.child_token()),
             gc::run(self.client.clone(), cancel.child_token()),
+            endpoints::run(self.client.clone(), cancel.child_token()),
         );
     }
 }
