@@ -1,7 +1,9 @@
-//! `skiff up`: store, API server, scheduler, controllers and one node in one process.
+//! `skiff up`: store, API server, scheduler, controllers, one node and its
+//! gateway in one process.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -21,7 +23,14 @@ pub struct UpArgs {
     /// The node agent's HTTP address (logs); port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub node_addr: SocketAddr,
+    /// The node gateway's listen address (Services and Ingress over HTTP).
+    /// Default 127.0.0.1:8080, or a free port when that one is taken.
+    #[arg(long)]
+    pub gateway_addr: Option<SocketAddr>,
 }
+
+/// Where the gateway listens unless told otherwise.
+const DEFAULT_GATEWAY_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
 
 /// How long shutdown waits for the API server, scheduler and node to stop.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -90,7 +99,27 @@ pub async fn run(args: UpArgs) -> Result<()> {
         agent_config.node_name = name;
     }
     agent_config.validate().context("node configuration")?;
-    let agent = skiff_agent::NodeAgent::new(agent_config, client, wasm);
+    let gateway_listener = bind_gateway(args.gateway_addr).await?;
+    let gateway_addr = gateway_listener.local_addr()?;
+    let gateway_config = skiff_proxy::GatewayConfig {
+        node_name: agent_config.node_name.clone(),
+        ..skiff_proxy::GatewayConfig::default()
+    };
+    let agent = skiff_agent::NodeAgent::new(agent_config, client.clone(), wasm);
+    let local_ports = Arc::new(AgentPorts(agent.ports()));
+    let gateway_cancel = cancel.child_token();
+    tasks.spawn(async move {
+        let served = skiff_proxy::run(
+            gateway_config,
+            client,
+            local_ports,
+            gateway_listener,
+            gateway_cancel,
+        );
+        if let Err(err) = served.await {
+            tracing::error!(%err, "gateway stopped");
+        }
+    });
     let agent_cancel = cancel.child_token();
     tasks.spawn(async move {
         if let Err(err) = agent.run(agent_cancel).await {
@@ -100,6 +129,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     tasks.close();
 
     println!("Skiff is up: the Kubernetes API is at {server_url}");
+    println!("Gateway at http://{gateway_addr}");
     println!("export KUBECONFIG={}", kubeconfig.display());
 
     shutdown_signal().await;
@@ -116,6 +146,43 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The node agent's port table, as the gateway asks it where a local pod serves.
+struct AgentPorts(Arc<skiff_agent::ports::PortTable>);
+
+impl skiff_proxy::LocalPorts for AgentPorts {
+    fn served(&self, namespace: &str, pod: &str, container_port: u16) -> Option<SocketAddr> {
+        let entries = self.0.of_pod(namespace, pod)?;
+        let entry = entries
+            .iter()
+            .find(|e| e.container_port == container_port)?;
+        Some(SocketAddr::new(
+            entry.host_ip.parse().ok()?,
+            entry.host_port,
+        ))
+    }
+}
+
+/// Bind the gateway: an address given on the command line must be free; the
+/// default falls back to a free port when another program holds it.
+async fn bind_gateway(requested: Option<SocketAddr>) -> Result<tokio::net::TcpListener> {
+    if let Some(addr) = requested {
+        return tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for the gateway on {addr}"));
+    }
+    let default = SocketAddr::from(DEFAULT_GATEWAY_ADDR);
+    match tokio::net::TcpListener::bind(default).await {
+        Ok(listener) => Ok(listener),
+        Err(err) => {
+            tracing::warn!(%default, %err, "the default gateway address is taken; using a free port");
+            let any = SocketAddr::new(default.ip(), 0);
+            tokio::net::TcpListener::bind(any)
+                .await
+                .with_context(|| format!("listening for the gateway on {any}"))
+        }
+    }
 }
 
 pub fn write_kubeconfig(data_dir: &Path, server_url: &str) -> Result<PathBuf> {

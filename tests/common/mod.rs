@@ -34,6 +34,8 @@ pub struct Cluster {
     cache_dir: tempfile::TempDir,
     child: Option<Child>,
     pub server: String,
+    /// The node gateway's address (`127.0.0.1:PORT`).
+    pub gateway: String,
 }
 
 impl Cluster {
@@ -47,6 +49,7 @@ impl Cluster {
             cache_dir: tempfile::tempdir()?,
             child: None,
             server: String::new(),
+            gateway: String::new(),
         };
         cluster.launch()?;
         Ok(cluster)
@@ -54,7 +57,14 @@ impl Cluster {
 
     fn launch(&mut self) -> Result<()> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["up", "--api-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--api-addr",
+                "127.0.0.1:0",
+                "--gateway-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&self.data_dir)
             .env("RUST_LOG", "info,raft=warn")
             .stdout(Stdio::piped())
@@ -69,8 +79,12 @@ impl Cluster {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut server = None;
+        let mut gateway = None;
         for line in lines.by_ref() {
             let line = line?;
+            if let Some(url) = line.strip_prefix("Gateway at http://") {
+                gateway = Some(url.trim().to_string());
+            }
             if let Some(url) = line.strip_prefix("Skiff is up: the Kubernetes API is at ") {
                 server = Some(url.trim().to_string());
             }
@@ -81,6 +95,7 @@ impl Cluster {
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.server = server.context("skiff up did not report its API address")?;
+        self.gateway = gateway.context("skiff up did not report its gateway address")?;
         self.child = Some(child);
         self.wait_for(Duration::from_secs(60), "the node to be Ready", |c| {
             let out = c.kubectl(&[

@@ -104,6 +104,19 @@ impl ApiServer {
                 Err(err) => return Err(err),
             }
         }
+        // The node gateway serves Ingresses of this class (and of none).
+        let classes = crate::kinds::ingress::ingress_class();
+        let objects = Objects::new(&self.state.store, &classes);
+        let class = json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": "skiff",
+                "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+            "spec": {"controller": "skiff.dev/gateway"}
+        });
+        match objects.create(None, &class, WriteOptions::default()).await {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+            Err(err) => return Err(err),
+        }
         Ok(())
     }
 

@@ -21,6 +21,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod ingress;
 mod names;
 pub mod pods;
 pub mod replicaset;
@@ -83,6 +84,7 @@ impl Controllers {
             deployment::run(self.client.clone(), cancel.child_token()),
             gc::run(self.client.clone(), cancel.child_token()),
             endpoints::run(self.client.clone(), cancel.child_token()),
+            ingress::run(self.client.clone(), cancel.child_token()),
         );
     }
 }

@@ -123,6 +123,22 @@ impl Expectations {
     }
 }
 
+/// Wait for a reflector store's first list. kube's `wait_until_ready` wakes
+/// only the last of several tasks waiting at once, so each wait is short and
+/// started again.
+pub async fn cache_ready<K>(store: &kube::runtime::reflector::Store<K>) -> Result<(), crate::Error>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(result) => return result.map_err(|_| crate::Error::CacheGone),
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Drive a controller's result stream until it ends (the controller stops
 /// after its graceful-shutdown trigger fires), logging failed reconciles.
 pub async fn drive<K, E, S>(name: &'static str, stream: S)

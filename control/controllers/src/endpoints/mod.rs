@@ -31,7 +31,7 @@ pub use plan::{
 };
 
 use crate::Error;
-use crate::runtime::{Backoff, drive, key_of};
+use crate::runtime::{Backoff, cache_ready, drive, key_of};
 
 /// A safety net for a missed watch event.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -95,11 +95,7 @@ async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Actio
     if !manages(&service) || service.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    context
-        .pods
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheGone)?;
+    cache_ready(&context.pods).await?;
     let namespace = service.metadata.namespace.clone().unwrap_or_default();
     let pods: Vec<Arc<Pod>> = context
         .pods
@@ -167,7 +163,11 @@ async fn sync_slices(
     existing.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     // A Service with no ready pods still gets one (empty) slice, as in Kubernetes.
     let empty = [SliceContent::default()];
-    let desired = if desired.is_empty() { &empty[..] } else { desired };
+    let desired = if desired.is_empty() {
+        &empty[..]
+    } else {
+        desired
+    };
     let mut existing = existing.into_iter();
     for content in desired {
         match existing.next() {
@@ -190,10 +190,18 @@ async fn sync_slices(
             }
             None => {
                 let created = api
-                    .create(&PostParams::default(), &slice_object(service, content, None))
+                    .create(
+                        &PostParams::default(),
+                        &slice_object(service, content, None),
+                    )
                     .await
                     .map_err(|source| {
-                        Error::write("creating endpointslice for", &namespace, &service_name, source)
+                        Error::write(
+                            "creating endpointslice for",
+                            &namespace,
+                            &service_name,
+                            source,
+                        )
                     })?;
                 tracing::info!(slice = ?created.metadata.name, "created endpointslice");
             }
@@ -205,7 +213,12 @@ async fn sync_slices(
             Ok(_) => tracing::info!(slice = %name, "deleted endpointslice"),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(source) => {
-                return Err(Error::write("deleting endpointslice", &namespace, &name, source));
+                return Err(Error::write(
+                    "deleting endpointslice",
+                    &namespace,
+                    &name,
+                    source,
+                ));
             }
         }
     }
@@ -234,14 +247,11 @@ async fn sync_endpoints(
         },
         subsets: Some(desired.subsets.clone()).filter(|s| !s.is_empty()),
     };
-    let current = api
-        .get_opt(&name)
-        .await
-        .map_err(|source| Error::Read {
-            what: "endpoints",
-            namespace: namespace.clone(),
-            source,
-        })?;
+    let current = api.get_opt(&name).await.map_err(|source| Error::Read {
+        what: "endpoints",
+        namespace: namespace.clone(),
+        source,
+    })?;
     match current {
         None => {
             api.create(&PostParams::default(), &wanted)

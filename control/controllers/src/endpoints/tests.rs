@@ -124,10 +124,7 @@ fn unselected_finished_and_ipless_pods_are_left_out() {
 #[test]
 fn publish_not_ready_addresses_marks_everyone_ready() {
     let pods = vec![pod("b", 8080, false, false)];
-    let desired = plan(
-        &service(json!({"publishNotReadyAddresses": true})),
-        &pods,
-    );
+    let desired = plan(&service(json!({"publishNotReadyAddresses": true})), &pods);
     let conditions = desired.slices[0].endpoints[0].conditions.clone().unwrap();
     assert_eq!(conditions.ready, Some(true));
     assert!(desired.subsets[0].not_ready_addresses.is_none());
@@ -136,6 +133,8 @@ fn publish_not_ready_addresses_marks_everyone_ready() {
 #[test]
 fn external_name_and_selectorless_services_are_not_managed() {
     assert!(super::manages(&service(json!({}))));
-    assert!(!super::manages(&service(json!({"type": "ExternalName", "externalName": "example.com"}))));
+    assert!(!super::manages(&service(
+        json!({"type": "ExternalName", "externalName": "example.com"})
+    )));
     assert!(!super::manages(&service(json!({"selector": {}}))));
 }

@@ -1,0 +1,368 @@
+//! One request through the gateway: route, pick an endpoint, forward, and
+//! answer every failure with a status and a reason (404 unknown host, 503 no
+//! ready endpoint, 502 backend unreachable or failing, 504 backend too slow).
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::cache::Caches;
+use crate::config::GatewayConfig;
+use crate::endpoints::{Balancer, Endpoint, affinity, ready_endpoints, service_port};
+use crate::metrics::Metrics;
+use crate::route::{self, Route};
+use crate::upstream::{HOP_HEADER, Resolver, Upstream};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Paths under this prefix are the gateway's own, on every host.
+pub const OWN_PREFIX: &str = "/_skiff/";
+
+/// Everything a request needs, shared by all connections.
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub caches: Caches,
+    pub resolver: Resolver,
+    pub balancer: Balancer,
+    pub metrics: Metrics,
+}
+
+/// A response made by the gateway itself.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut body: String = body.into();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Headers that describe one connection, not the request (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+impl Gateway {
+    /// Answer one request from `peer`.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(String::from)
+            .or_else(|| request.uri().authority().map(|a| a.to_string()));
+        let (label, response) = match host {
+            _ if path.starts_with(OWN_PREFIX) => ("gateway".to_string(), self.own(&path)),
+            None => (
+                "none".to_string(),
+                text(StatusCode::BAD_REQUEST, "the request names no host"),
+            ),
+            Some(host) => self.proxy(request, host.clone(), peer).await,
+        };
+        let status = response.status().as_u16();
+        self.metrics.record(&label, status, started.elapsed());
+        tracing::info!(
+            target: "skiff_proxy::access",
+            client = %peer.ip(),
+            %method,
+            path,
+            route = label,
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        Ok(response)
+    }
+
+    fn own(&self, path: &str) -> Response<Body> {
+        match path {
+            "/_skiff/metrics" => {
+                let mut response = text(StatusCode::OK, self.metrics.render());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                response
+            }
+            "/_skiff/healthz" => text(StatusCode::OK, "ok"),
+            _ => text(StatusCode::NOT_FOUND, format!("no gateway endpoint {path}")),
+        }
+    }
+
+    async fn proxy(
+        &self,
+        request: Request<Incoming>,
+        host: String,
+        peer: SocketAddr,
+    ) -> (String, Response<Body>) {
+        let ingresses = self.caches.ingresses.state();
+        let route = match route::route(
+            &host,
+            request.uri().path(),
+            |ns, name| self.caches.service(ns, name),
+            &ingresses,
+        ) {
+            Ok(route) => route,
+            Err(no_route) => {
+                return (
+                    "none".to_string(),
+                    text(StatusCode::NOT_FOUND, no_route.to_string()),
+                );
+            }
+        };
+        let label = route.label.clone();
+        let local_only = request.headers().contains_key(HOP_HEADER);
+        let candidates = match self.candidates(&route, peer.ip(), local_only) {
+            Ok(candidates) => candidates,
+            Err(reason) => return (label, text(StatusCode::SERVICE_UNAVAILABLE, reason)),
+        };
+        let response = self.forward(request, &host, peer, &route, candidates).await;
+        (label, response)
+    }
+
+    /// The endpoints to try, in order, with how to reach each.
+    pub(crate) fn candidates(
+        &self,
+        route: &Route,
+        client: IpAddr,
+        local_only: bool,
+    ) -> Result<Vec<(Endpoint, Upstream)>, String> {
+        let key = format!("{}/{}", route.namespace, route.service);
+        let service = self
+            .caches
+            .service(&route.namespace, &route.service)
+            .ok_or_else(|| format!("Service {key} not found"))?;
+        let spec = service.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() == Some("ExternalName") {
+            let port = service_port(&service, &route.port).map_or(80, |p| p.port);
+            let external = spec.external_name.unwrap_or_default();
+            let endpoint = Endpoint {
+                key: external.clone(),
+                ip: external.clone(),
+                node: None,
+                pod: None,
+                port: port as u16,
+            };
+            return Ok(vec![(
+                endpoint,
+                Upstream::Direct(format!("{external}:{port}")),
+            )]);
+        }
+        let slices = self.caches.slices_of(&route.namespace, &route.service);
+        let ready = ready_endpoints(&service, &route.port, &slices).map_err(|e| e.to_string())?;
+        let ordered = self
+            .balancer
+            .order(&route.label, ready, client, affinity(&service));
+        let reachable: Vec<(Endpoint, Upstream)> = ordered
+            .into_iter()
+            .filter_map(|e| self.resolver.upstream(&e, local_only).map(|u| (e, u)))
+            .collect();
+        if reachable.is_empty() {
+            return Err(format!(
+                "Service {key} has no ready endpoint that is serving"
+            ));
+        }
+        Ok(reachable)
+    }
+
+    pub(crate) async fn connect(
+        &self,
+        candidates: &[(Endpoint, Upstream)],
+    ) -> Result<(usize, TcpStream), String> {
+        self.connect_from(candidates, 0).await
+    }
+
+    /// Connect to the first candidate from `start` on that accepts.
+    async fn connect_from(
+        &self,
+        candidates: &[(Endpoint, Upstream)],
+        start: usize,
+    ) -> Result<(usize, TcpStream), String> {
+        let mut last = String::from("no endpoint");
+        for (i, (_, upstream)) in candidates.iter().enumerate().skip(start) {
+            match tokio::time::timeout(
+                self.config.connect_timeout,
+                TcpStream::connect(upstream.address()),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok((i, stream));
+                }
+                Ok(Err(err)) => last = format!("{}: {err}", upstream.address()),
+                Err(_) => last = format!("{}: connect timed out", upstream.address()),
+            }
+        }
+        Err(last)
+    }
+
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        host: &str,
+        peer: SocketAddr,
+        route: &Route,
+        candidates: Vec<(Endpoint, Upstream)>,
+    ) -> Response<Body> {
+        let service = format!("{}/{}", route.namespace, route.service);
+        let (mut parts, body) = request.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(HOP_HEADER);
+        if let Ok(value) = HeaderValue::from_str(host) {
+            parts.headers.insert(header::HOST, value);
+        }
+        let forwarded_for = match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(earlier) => format!("{earlier}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+            parts.headers.insert("x-forwarded-for", value);
+        }
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        parts.version = http::Version::HTTP_11;
+        // A request without a body to an idempotent method can be sent again
+        // when an endpoint drops the connection before answering (a pod that
+        // stops between our connect and its accept).
+        let retryable = body.is_end_stream() && (parts.method.is_idempotent());
+        let template = retryable.then(|| parts.clone());
+        let mut body = Some(body);
+        let mut start = 0;
+        loop {
+            // Connecting first means a refused connection (a pod that just
+            // stopped) costs nothing but a try of the next endpoint.
+            let (chosen, stream) = match self.connect_from(&candidates, start).await {
+                Ok(connected) => connected,
+                Err(last) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("could not connect to any endpoint of Service {service} ({last})"),
+                    );
+                }
+            };
+            let (endpoint, upstream) = &candidates[chosen];
+            let request_body = match body.take() {
+                Some(body) => body.boxed(),
+                None => http_body_util::Empty::new().map_err(|e| match e {}).boxed(),
+            };
+            let mut request_parts = template.clone().unwrap_or_else(|| parts.clone());
+            if let Upstream::Gateway(_) = upstream
+                && let Ok(value) = HeaderValue::from_str(&self.config.node_name)
+            {
+                request_parts.headers.insert(HOP_HEADER, value);
+            }
+            let request = Request::from_parts(request_parts, request_body);
+            match self.send(stream, request).await {
+                Ok(response) => {
+                    self.balancer.served(&route.label, peer.ip(), endpoint);
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    return Response::from_parts(parts, body.boxed());
+                }
+                Err(SendError::Timeout) => {
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "endpoint {} of Service {service} did not answer within {:?}",
+                            endpoint.key, self.config.response_timeout
+                        ),
+                    );
+                }
+                Err(SendError::Failed(err))
+                    if template.is_some() && chosen + 1 < candidates.len() =>
+                {
+                    tracing::debug!(endpoint = endpoint.key, %err, "endpoint dropped the request; trying the next");
+                    start = chosen + 1;
+                }
+                Err(SendError::Failed(err)) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "endpoint {} of Service {service} failed: {err}",
+                            endpoint.key
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        stream: TcpStream,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Failed)?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "backend connection ended");
+            }
+        });
+        match tokio::time::timeout(self.config.response_timeout, sender.send_request(request)).await
+        {
+            Err(_) => Err(SendError::Timeout),
+            Ok(result) => result.map_err(SendError::Failed),
+        }
+    }
+}
+
+enum SendError {
+    Timeout,
+    Failed(hyper::Error),
+}
