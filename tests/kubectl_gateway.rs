@@ -361,5 +361,26 @@ fn services_ingress_and_node_ports_through_the_gateway() -> Result<()> {
         Ok(get(&gateway, "hello.gw", "/")
             .is_ok_and(|(s, b)| s == 503 && b.contains("Service gw/hello has no ready endpoints")))
     })?;
+
+    // Deleting the Service takes its EndpointSlices and Endpoints along.
+    cluster.kubectl_ok(&["delete", "service", "hello", "-n", "gw"])?;
+    cluster.wait_for(
+        Duration::from_secs(90),
+        "the endpoints to be collected",
+        |c| {
+            let slices = c.kubectl_ok(&[
+                "get",
+                "endpointslices",
+                "-n",
+                "gw",
+                "-l",
+                "kubernetes.io/service-name=hello",
+                "-o",
+                "name",
+            ])?;
+            let endpoints = c.kubectl(&["get", "endpoints", "hello", "-n", "gw"])?;
+            Ok(slices.trim().is_empty() && !endpoints.status.success())
+        },
+    )?;
     Ok(())
 }

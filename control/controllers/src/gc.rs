@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
@@ -41,6 +42,9 @@ fn kinds() -> Vec<ApiResource> {
         ApiResource::erase::<Deployment>(&()),
         ApiResource::erase::<ReplicaSet>(&()),
         ApiResource::erase::<Pod>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<Endpoints>(&()),
+        ApiResource::erase::<EndpointSlice>(&()),
     ]
 }
 
