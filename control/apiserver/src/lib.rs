@@ -29,6 +29,7 @@ mod logs;
 mod meta;
 mod objects;
 mod openapi;
+mod proto;
 mod request;
 mod resources;
 mod rest;
