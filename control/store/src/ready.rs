@@ -140,7 +140,14 @@ impl RaftNode {
                     voters = ?conf_state.voters,
                     "membership changed"
                 );
+                let removed = !conf_state.voters.contains(&self.raw.raft.id);
                 self.raw.mut_store().set_conf_state(conf_state);
+                if removed && self.raw.raft.state == StateRole::Leader {
+                    // A leader that removed itself would otherwise go on leading a
+                    // group it is not in (raft-rs leaves this case to the caller).
+                    let term = self.raw.raft.term + 1;
+                    self.raw.raft.become_follower(term, raft::INVALID_ID);
+                }
                 Ok(Outcome::Members(members))
             }
             Err(error) => {
