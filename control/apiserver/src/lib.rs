@@ -29,6 +29,7 @@ mod logs;
 mod meta;
 mod objects;
 mod openapi;
+mod proto;
 mod request;
 mod resources;
 mod rest;
@@ -93,13 +94,13 @@ impl ApiServer {
         }
     }
 
-    /// Create the system namespaces if they are missing.
+    /// Create the system namespaces and the `skiff` IngressClass if they are missing.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         let namespaces = crate::kinds::namespace::resource();
         let objects = Objects::new(&self.state.store, &namespaces);
         for name in SYSTEM_NAMESPACES {
             let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match objects.create(None, &ns, WriteOptions::default()).await {
+            match objects.create(None, &ns, &WriteOptions::default()).await {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
                 Err(err) => return Err(err),
             }
@@ -113,7 +114,7 @@ impl ApiServer {
                 "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
             "spec": {"controller": "skiff.dev/gateway"}
         });
-        match objects.create(None, &class, WriteOptions::default()).await {
+        match objects.create(None, &class, &WriteOptions::default()).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
             Err(err) => return Err(err),
         }
@@ -159,9 +160,19 @@ impl ApiServer {
 
     /// Serve until the cancellation token fires; watches end then too.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.serve_with(listener, Router::new()).await
+    }
+
+    /// [`ApiServer::serve`] with `extra` routes merged in: paths outside the
+    /// Kubernetes API that the binary adds (`skiff control`'s membership endpoint).
+    pub async fn serve_with(
+        &self,
+        listener: tokio::net::TcpListener,
+        extra: Router,
+    ) -> std::io::Result<()> {
         let cancel = self.state.cancel.clone();
         let lifecycle = tokio::spawn(lifecycle::run(self.state.store.clone(), cancel.clone()));
-        let result = axum::serve(listener, self.router())
+        let result = axum::serve(listener, self.router().merge(extra))
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await;
         lifecycle.abort();
