@@ -268,3 +268,6 @@ async fn dispatch(
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;
