@@ -17,9 +17,13 @@
 //! # }
 //! ```
 
+pub mod cronjob;
 pub mod deployment;
 pub mod gc;
+pub mod history;
+pub mod job;
 mod names;
+pub mod owned;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
@@ -79,6 +83,8 @@ impl Controllers {
         tokio::join!(
             replicaset::run(self.client.clone(), cancel.child_token()),
             deployment::run(self.client.clone(), cancel.child_token()),
+            job::run(self.client.clone(), cancel.child_token()),
+            cronjob::run(self.client.clone(), cancel.child_token()),
             gc::run(self.client.clone(), cancel.child_token()),
         );
     }
