@@ -226,3 +226,111 @@ spec:
     })?;
     Ok(())
 }
+
+fn daemonset(greeting: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels:
+      app: agent
+  template:
+    metadata:
+      labels:
+        app: agent
+    spec:
+      containers:
+      - name: hello
+        image: {HELLO}
+        args: [\"{greeting}\"]
+"
+    )
+}
+
+#[test]
+fn daemonset_runs_on_the_node_and_rolls() -> Result<()> {
+    build_guests();
+    let cluster = Cluster::start()?;
+    let dir = tempfile::tempdir()?;
+    apply(&cluster, dir.path(), "v1.yaml", &daemonset("one"))?;
+    cluster.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=120s"])?;
+    let node = cluster.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])?;
+    let placed = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ])?;
+    assert_eq!(words(&placed), vec![node.clone()]);
+    cluster.wait_field(&["ds", "agent"], "{.status.numberReady}", "1")?;
+    let first_hash = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "jsonpath={.items[0].metadata.labels.controller-revision-hash}",
+    ])?;
+
+    apply(&cluster, dir.path(), "v2.yaml", &daemonset("two"))?;
+    cluster.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=120s"])?;
+    cluster.wait_for(
+        Duration::from_secs(120),
+        "one pod of the new template",
+        |c| {
+            let args = c.kubectl_ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=agent",
+                "-o",
+                "jsonpath={.items[*].spec.containers[0].args[0]}",
+            ])?;
+            Ok(words(&args) == vec!["two"])
+        },
+    )?;
+    let revisions = cluster.kubectl_ok(&[
+        "get",
+        "controllerrevisions",
+        "-l",
+        "app=agent",
+        "-o",
+        "name",
+    ])?;
+    assert_eq!(words(&revisions).len(), 2, "{revisions}");
+    let history = cluster.kubectl_ok(&["rollout", "history", "ds/agent"])?;
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    let second_hash = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "jsonpath={.items[0].metadata.labels.controller-revision-hash}",
+    ])?;
+    assert_ne!(first_hash, second_hash);
+
+    cluster.kubectl_ok(&["delete", "ds", "agent"])?;
+    cluster.wait_for(
+        Duration::from_secs(120),
+        "daemon pods and revisions collected",
+        |c| {
+            let pods = c.kubectl_ok(&["get", "pods", "-l", "app=agent", "-o", "name"])?;
+            let revisions = c.kubectl_ok(&[
+                "get",
+                "controllerrevisions",
+                "-l",
+                "app=agent",
+                "-o",
+                "name",
+            ])?;
+            Ok(pods.trim().is_empty() && revisions.trim().is_empty())
+        },
+    )?;
+    Ok(())
+}

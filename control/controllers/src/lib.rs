@@ -18,6 +18,7 @@
 //! ```
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod gc;
 pub mod history;
@@ -85,6 +86,7 @@ impl Controllers {
             deployment::run(self.client.clone(), cancel.child_token()),
             job::run(self.client.clone(), cancel.child_token()),
             cronjob::run(self.client.clone(), cancel.child_token()),
+            daemonset::run(self.client.clone(), cancel.child_token()),
             gc::run(self.client.clone(), cancel.child_token()),
         );
     }
