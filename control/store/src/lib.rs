@@ -78,6 +78,7 @@ mod codec;
 mod config;
 mod disk;
 mod error;
+mod history;
 mod logger;
 mod mvcc;
 mod net;
@@ -101,7 +102,7 @@ pub use net::{TcpTransport, serve_peers};
 pub use store::{ReadConsistency, Store};
 pub use transport::{RaftMessage, Transport};
 pub use types::{
-    Compare, CompareTarget, EventKind, KeyValue, Member, Op, OpResult, RangeResponse, Revision,
-    Txn, TxnResponse, WatchEvent,
+    Compare, CompareTarget, EventKind, KeyValue, Member, Op, OpResult, RangeOptions, RangeResponse,
+    Revision, Txn, TxnResponse, WatchEvent,
 };
 pub use watch::Watch;
