@@ -18,11 +18,16 @@
 //! # }
 //! ```
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod history;
 pub mod ingress;
+pub mod job;
 mod names;
+pub mod owned;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
@@ -82,6 +87,9 @@ impl Controllers {
         tokio::join!(
             replicaset::run(self.client.clone(), cancel.child_token()),
             deployment::run(self.client.clone(), cancel.child_token()),
+            job::run(self.client.clone(), cancel.child_token()),
+            cronjob::run(self.client.clone(), cancel.child_token()),
+            daemonset::run(self.client.clone(), cancel.child_token()),
             gc::run(self.client.clone(), cancel.child_token()),
             endpoints::run(self.client.clone(), cancel.child_token()),
             ingress::run(self.client.clone(), cancel.child_token()),
