@@ -198,33 +198,35 @@ spec:
     ])?;
 
     // The first scheduled run starts within a minute and completes.
-    cluster.wait_for(
-        Duration::from_secs(150),
-        "a scheduled run to succeed",
-        |c| {
-            let out = c.kubectl_ok(&[
-                "get",
-                "cronjob",
-                "tick",
-                "-o",
-                "jsonpath={.status.lastSuccessfulTime}",
-            ])?;
-            Ok(!out.trim().is_empty())
-        },
-    )?;
-    let last = cluster.kubectl_ok(&[
-        "get",
-        "cronjob",
-        "tick",
-        "-o",
-        "jsonpath={.status.lastScheduleTime}",
-    ])?;
+    let mut last = String::new();
+    cluster.wait_for(Duration::from_secs(150), "a scheduled run", |c| {
+        last = c.kubectl_ok(&[
+            "get",
+            "cronjob",
+            "tick",
+            "-o",
+            "jsonpath={.status.lastScheduleTime}",
+        ])?;
+        Ok(!last.trim().is_empty())
+    })?;
     let minute = last.trim().parse::<jiff::Timestamp>()?.as_second() / 60;
-    let jobs = words(&cluster.kubectl_ok(&["get", "jobs", "-o", "name"])?);
-    assert!(
-        jobs.contains(&format!("job.batch/tick-{minute}")),
-        "{jobs:?} vs {last}"
-    );
+    let scheduled = format!("job/tick-{minute}");
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        &scheduled,
+        "--timeout=120s",
+    ])?;
+    cluster.wait_for(Duration::from_secs(60), "lastSuccessfulTime", |c| {
+        let success = c.kubectl_ok(&[
+            "get",
+            "cronjob",
+            "tick",
+            "-o",
+            "jsonpath={.status.lastSuccessfulTime}",
+        ])?;
+        Ok(!success.trim().is_empty())
+    })?;
 
     cluster.kubectl_ok(&["delete", "cronjob", "tick"])?;
     cluster.wait_for(Duration::from_secs(120), "its jobs collected", |c| {
