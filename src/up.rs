@@ -162,7 +162,9 @@ async fn oci_driver(
     match skiff_oci::OciDriver::connect(config, detach) {
         Ok(driver) => {
             if !driver.start_health_checks().await {
-                tracing::warn!("the Docker engine does not answer yet; OCI pods wait until it does");
+                tracing::warn!(
+                    "the Docker engine does not answer yet; OCI pods wait until it does"
+                );
             }
             Some(Arc::new(driver))
         }
@@ -177,7 +179,10 @@ async fn oci_driver(
 async fn create_runtime_classes(client: &kube::Client) {
     use k8s_openapi::api::node::v1::RuntimeClass;
     let api: kube::Api<RuntimeClass> = kube::Api::all(client.clone());
-    for name in [skiff_agent::drivers::WASM_CLASS, skiff_agent::drivers::OCI_CLASS] {
+    for name in [
+        skiff_agent::drivers::WASM_CLASS,
+        skiff_agent::drivers::OCI_CLASS,
+    ] {
         let class = RuntimeClass {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.to_string()),

@@ -301,7 +301,10 @@ mod tests {
         let oci = Only::new(&["r/app:1"], false);
         let drivers = Drivers::new(wasm.clone(), Some(oci.clone()));
         let image = drivers
-            .prepare("r/app:1", &pull(Some("wasm"), ImagePullPolicy::IfNotPresent))
+            .prepare(
+                "r/app:1",
+                &pull(Some("wasm"), ImagePullPolicy::IfNotPresent),
+            )
             .await
             .unwrap();
         assert_eq!(kind(&image), Kind::Wasm);

@@ -230,7 +230,11 @@ pub async fn heartbeat(
         }
         let now = Timestamp::now();
         let mut all = conditions(since, now);
-        all.extend(driver_conditions(driver.node_conditions(), &mut changed, now));
+        all.extend(driver_conditions(
+            driver.node_conditions(),
+            &mut changed,
+            now,
+        ));
         let status = serde_json::json!({ "conditions": all });
         if let Err(error) = cluster.patch_node_status(&name, status).await {
             tracing::warn!(node = %name, error = %error_chain(&error), "node heartbeat failed");

@@ -95,9 +95,13 @@ mod tests {
 
     #[test]
     fn credentials_come_from_the_matching_auth_entry() {
-        let config = br#"{"auths":{"other.io":{"auth":"eDp5"},"127.0.0.1:5000":{"auth":"dXNlcjpwYXNz"}}}"#;
-        let creds = credentials_for("127.0.0.1:5000/a:1", &[b"not json".to_vec(), config.to_vec()])
-            .expect("credentials");
+        let config =
+            br#"{"auths":{"other.io":{"auth":"eDp5"},"127.0.0.1:5000":{"auth":"dXNlcjpwYXNz"}}}"#;
+        let creds = credentials_for(
+            "127.0.0.1:5000/a:1",
+            &[b"not json".to_vec(), config.to_vec()],
+        )
+        .expect("credentials");
         assert_eq!(creds.username.as_deref(), Some("user"));
         assert_eq!(creds.password.as_deref(), Some("pass"));
         assert_eq!(creds.serveraddress.as_deref(), Some("127.0.0.1:5000"));

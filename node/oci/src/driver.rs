@@ -139,9 +139,7 @@ impl OciDriver {
     /// until it comes up). The health task stops with `detach`.
     pub fn connect(config: OciConfig, detach: CancellationToken) -> Result<OciDriver, OciError> {
         let docker = match &config.socket {
-            Some(path) => {
-                Docker::connect_with_socket(path, 120, bollard::API_DEFAULT_VERSION)
-            }
+            Some(path) => Docker::connect_with_socket(path, 120, bollard::API_DEFAULT_VERSION),
             None => Docker::connect_with_defaults(),
         }
         .map_err(OciError::Connect)?;
@@ -217,7 +215,10 @@ impl OciDriver {
 
     /// Ids of this node's containers whose labels match all `filters`
     /// (`key=value`), running or not.
-    async fn find(&self, filters: &[String]) -> Result<Vec<(String, bool)>, bollard::errors::Error> {
+    async fn find(
+        &self,
+        filters: &[String],
+    ) -> Result<Vec<(String, bool)>, bollard::errors::Error> {
         let mut label = vec![self.node_filter()];
         label.extend(filters.iter().cloned());
         let options = ListContainersOptionsBuilder::default()
@@ -242,7 +243,9 @@ impl OciDriver {
         match self.docker().remove_container(id, Some(options)).await {
             Ok(()) => {}
             Err(error) if not_found(&error) => {}
-            Err(error) => tracing::warn!(id, error = %engine_message(&error), "removing a container failed"),
+            Err(error) => {
+                tracing::warn!(id, error = %engine_message(&error), "removing a container failed")
+            }
         }
     }
 
@@ -266,11 +269,15 @@ impl OciDriver {
         match self.docker().inspect_image(image).await {
             Ok(found) => {
                 let id = found.id.unwrap_or_default();
-                let shown = found
-                    .repo_digests
-                    .unwrap_or_default()
-                    .into_iter()
-                    .next()
+                // One image can have digests in several registries: the one
+                // of the repository named is shown.
+                let repo = split_reference(image).0.split('@').next().unwrap_or(image);
+                let digests = found.repo_digests.unwrap_or_default();
+                let shown = digests
+                    .iter()
+                    .find(|d| d.split('@').next() == Some(repo))
+                    .or(digests.first())
+                    .cloned()
                     .unwrap_or_else(|| id.clone());
                 Ok(Some((id, shown)))
             }
@@ -397,7 +404,11 @@ impl OciDriver {
             format!("{}={}", labels::CONTAINER, labels::SANDBOX),
         ];
         let mut adopted = None;
-        for (id, running) in self.find(&filters).await.map_err(|e| other(engine_message(&e)))? {
+        for (id, running) in self
+            .find(&filters)
+            .await
+            .map_err(|e| other(engine_message(&e)))?
+        {
             if running && adopted.is_none() {
                 adopted = Some(id);
             } else {
@@ -411,7 +422,10 @@ impl OciDriver {
             }
             None => self.create_sandbox(pod).await?,
         };
-        let inspected = self.inspect(&id).await.map_err(|e| other(engine_message(&e)))?;
+        let inspected = self
+            .inspect(&id)
+            .await
+            .map_err(|e| other(engine_message(&e)))?;
         let ip = inspected
             .network_settings
             .and_then(|n| n.networks)
@@ -439,7 +453,12 @@ impl OciDriver {
         let body = ContainerCreateBody {
             image: Some(self.inner.config.pause_image.clone()),
             hostname: Some(pod.name.chars().take(63).collect()),
-            labels: Some(labels::of(&self.inner.config.node_id, pod, labels::SANDBOX, 0)),
+            labels: Some(labels::of(
+                &self.inner.config.node_id,
+                pod,
+                labels::SANDBOX,
+                0,
+            )),
             host_config: Some(HostConfig {
                 // The pod's containers join its IPC namespace too.
                 ipc_mode: Some("shareable".to_string()),
@@ -470,9 +489,7 @@ impl OciDriver {
             }
             other => other,
         };
-        created
-            .map(|c| c.id)
-            .map_err(|e| other(engine_message(&e)))
+        created.map(|c| c.id).map_err(|e| other(engine_message(&e)))
     }
 
     /// The running container of this attempt's pod and container name left by
@@ -483,7 +500,11 @@ impl OciDriver {
             format!("{}={}", labels::CONTAINER, context.container.name),
         ];
         let mut adopted = None;
-        for (id, running) in self.find(&filters).await.map_err(|e| other(engine_message(&e)))? {
+        for (id, running) in self
+            .find(&filters)
+            .await
+            .map_err(|e| other(engine_message(&e)))?
+        {
             if running && adopted.is_none() {
                 adopted = Some(id);
             } else {
@@ -503,9 +524,10 @@ impl OciDriver {
         let spec: &Container = &context.container;
         let pod = &context.pod;
         let (entrypoint, cmd) = match (&spec.command, &spec.args) {
-            (Some(command), args) if !command.is_empty() => {
-                (Some(command.clone()), Some(args.clone().unwrap_or_default()))
-            }
+            (Some(command), args) if !command.is_empty() => (
+                Some(command.clone()),
+                Some(args.clone().unwrap_or_default()),
+            ),
             (_, Some(args)) => (None, Some(args.clone())),
             (_, None) => (None, None),
         };
@@ -557,7 +579,13 @@ impl OciDriver {
     ) -> Result<ExitStatus, RunError> {
         let run_error = |source: BoxError| RunError { source };
         let local = image.program::<LocalImage>().ok_or_else(|| {
-            run_error(format!("image {} was not prepared by the OCI driver", image.image_id()).into())
+            run_error(
+                format!(
+                    "image {} was not prepared by the OCI driver",
+                    image.image_id()
+                )
+                .into(),
+            )
         })?;
         let context = process
             .context
@@ -786,6 +814,9 @@ mod tests {
             split_reference("127.0.0.1:5000/x"),
             ("127.0.0.1:5000/x", "latest")
         );
-        assert_eq!(split_reference("r.io/x@sha256:ab"), ("r.io/x@sha256:ab", ""));
+        assert_eq!(
+            split_reference("r.io/x@sha256:ab"),
+            ("r.io/x@sha256:ab", "")
+        );
     }
 }

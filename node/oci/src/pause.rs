@@ -65,7 +65,11 @@ mod tests {
             .expect("run tar");
         let text = String::from_utf8_lossy(&listing.stdout);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+        assert!(
+            listing.status.success(),
+            "{}",
+            String::from_utf8_lossy(&listing.stderr)
+        );
         assert!(text.contains("bin/busybox"), "{text}");
         assert!(text.contains("-rwxr-xr-x"), "{text}");
         assert!(text.contains("tmp/"), "{text}");

@@ -42,10 +42,10 @@ pub fn limits(container: &Container) -> Result<Limits, String> {
         return Ok(limits);
     };
     if let Some(memory) = given.get("memory") {
-        limits.memory = Some(
-            quantity(&memory.0, 1.0)
-                .ok_or_else(|| format!("resources.limits.memory {:?} is not a quantity", memory.0))?,
-        );
+        limits.memory =
+            Some(quantity(&memory.0, 1.0).ok_or_else(|| {
+                format!("resources.limits.memory {:?} is not a quantity", memory.0)
+            })?);
     }
     if let Some(cpu) = given.get("cpu") {
         limits.nano_cpus = Some(
@@ -85,7 +85,10 @@ mod tests {
         let limits = super::limits(&with("1G", "2")).unwrap();
         assert_eq!(limits.memory, Some(1_000_000_000));
         assert_eq!(limits.nano_cpus, Some(2_000_000_000));
-        assert_eq!(super::limits(&Container::default()).unwrap(), Limits::default());
+        assert_eq!(
+            super::limits(&Container::default()).unwrap(),
+            Limits::default()
+        );
         assert!(super::limits(&with("lots", "1")).is_err());
     }
 }

@@ -87,7 +87,8 @@ impl PrepareError {
             self,
             PrepareError::Fetch {
                 source: FetchError::Registry {
-                    source: RegistryError::NoWasmLayer { .. } | RegistryError::NoWasmPlatform { .. }
+                    source: RegistryError::NoWasmLayer { .. }
+                        | RegistryError::NoWasmPlatform { .. }
                 },
                 ..
             }

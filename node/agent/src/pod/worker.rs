@@ -329,7 +329,9 @@ impl PodWorker {
         // A driver with pod sandboxes gives the pod an IP of its own.
         if let Some(ip) = self.node.driver.pod_ip(&self.pod.uid) {
             status.pod_ip = Some(ip.to_string());
-            status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP { ip: ip.to_string() }]);
+            status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+                ip: ip.to_string(),
+            }]);
         }
         status
     }
