@@ -5,6 +5,7 @@
 //! runtime. It writes `DATA_DIR/kubeconfig` for kubectl. Each subcommand lives
 //! in its own module.
 
+mod control;
 mod up;
 
 use anyhow::{Context, Result};
@@ -26,6 +27,9 @@ struct Cli {
 enum Command {
     /// Run a single-node cluster (store, API server, scheduler, node) in this process.
     Up(up::UpArgs),
+    /// Run one member of a replicated control plane (store, API server; scheduler and
+    /// controllers while it leads). Nodes join with `skiff node`.
+    Control(control::ControlArgs),
 }
 
 fn main() -> Result<()> {
@@ -39,5 +43,6 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Control(args) => runtime.block_on(control::run(args)),
     }
 }

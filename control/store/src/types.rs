@@ -21,6 +21,24 @@ pub struct KeyValue {
 pub struct RangeResponse {
     pub kvs: Vec<KeyValue>,
     pub revision: Revision,
+    /// Keys were left out by [`RangeOptions::limit`]: ask again from the key after the
+    /// last one returned (its key + `"\0"`) at the same `revision`.
+    pub more: bool,
+}
+
+/// What [`Store::range_page`](crate::Store::range_page) reads beyond a prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeOptions {
+    /// Read the keys as they were at this revision (`None`: the latest). Below the
+    /// compacted revision fails with `Compacted`, above the current with `FutureRevision`.
+    pub revision: Option<Revision>,
+    /// Return at most this many keys (`None`: all); `RangeResponse::more` tells whether
+    /// some were left out.
+    pub limit: Option<usize>,
+    /// Start at this key (inclusive) rather than at the prefix: how a next page (a
+    /// Kubernetes `continue`) resumes.
+    pub start: Option<String>,
+    pub consistency: crate::ReadConsistency,
 }
 
 /// If every compare holds, run `success`, otherwise `failure`; atomically, as one revision.
@@ -136,4 +154,15 @@ impl Compare {
     pub fn absent(key: impl Into<String>) -> Compare {
         Compare::mod_revision(key, 0)
     }
+}
+
+/// A member of a replicated group as the group records it: its Raft id, a name for
+/// people, and where other members reach its peer transport. Added with the group
+/// (`StoreConfig::member_info`) or by [`Store::add_member`](crate::Store::add_member).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    /// `HOST:PORT` of the member's peer listener (empty for in-process groups).
+    pub peer_addr: String,
 }

@@ -6,13 +6,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Faults, Network};
-use crate::{Store, StoreConfig, StoreError};
+use crate::{Member, Store, StoreConfig, StoreError};
 
 pub struct Cluster {
     pub ids: Vec<u64>,
     pub network: Arc<Network>,
     dirs: HashMap<u64, tempfile::TempDir>,
+    /// Members started after the group (by [`Cluster::join`]): they open with an empty
+    /// member list and wait for the leader's snapshot.
+    joined: Vec<u64>,
     base: StoreConfig,
+}
+
+fn data_dir() -> Result<tempfile::TempDir, StoreError> {
+    // tmpfs when there is one: fsync is then cheap and seeds run fast.
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .map_err(|e| StoreError::Config(format!("creating a data dir: {e}")))
 }
 
 impl Cluster {
@@ -26,20 +40,13 @@ impl Cluster {
         let ids: Vec<u64> = (1..=size).collect();
         let mut dirs = HashMap::new();
         for id in &ids {
-            // tmpfs when there is one: fsync is then cheap and seeds run fast.
-            let shm = std::path::Path::new("/dev/shm");
-            let dir = if shm.is_dir() {
-                tempfile::tempdir_in(shm)
-            } else {
-                tempfile::tempdir()
-            }
-            .map_err(|e| StoreError::Config(format!("creating a data dir: {e}")))?;
-            dirs.insert(*id, dir);
+            dirs.insert(*id, data_dir()?);
         }
         let cluster = Cluster {
             ids,
             network: Network::new(seed, faults),
             dirs,
+            joined: Vec::new(),
             base,
         };
         for id in cluster.ids.clone() {
@@ -48,10 +55,41 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Starts member `id` in a new data directory with an empty member list, as a
+    /// member added to the running group (by [`Store::add_member`]) starts.
+    pub async fn join(&mut self, id: u64) -> Result<(), StoreError> {
+        self.dirs.insert(id, data_dir()?);
+        self.joined.push(id);
+        self.ids.push(id);
+        self.restart(id).await
+    }
+
     pub fn config(&self, id: u64) -> StoreConfig {
+        let initial: Vec<u64> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !self.joined.contains(id))
+            .collect();
         StoreConfig {
             id,
-            members: self.ids.clone(),
+            member_info: if self.joined.contains(&id) {
+                Vec::new()
+            } else {
+                initial
+                    .iter()
+                    .map(|id| Member {
+                        id: *id,
+                        name: format!("n{id}"),
+                        peer_addr: String::new(),
+                    })
+                    .collect()
+            },
+            members: if self.joined.contains(&id) {
+                Vec::new()
+            } else {
+                initial
+            },
             data_dir: self.dirs[&id].path().join("store"),
             ..self.base.clone()
         }
