@@ -127,6 +127,12 @@ impl Store {
         self.inner.shared.compacted()
     }
 
+    /// True once the store was closed or its Raft task ended: requests fail with
+    /// `Stopped`.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
     /// This member's Raft id.
     pub fn id(&self) -> u64 {
         self.inner.id

@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Faults, Network};
+use super::{Failpoints, Faults, Network};
 use crate::{Member, Store, StoreConfig, StoreError};
 
 pub struct Cluster {
     pub ids: Vec<u64>,
     pub network: Arc<Network>,
     dirs: HashMap<u64, tempfile::TempDir>,
+    /// Each member's failpoints; they outlive restarts.
+    pub failpoints: HashMap<u64, Arc<Failpoints>>,
     /// Members started after the group (by [`Cluster::join`]): they open with an empty
     /// member list and wait for the leader's snapshot.
     joined: Vec<u64>,
@@ -43,8 +45,9 @@ impl Cluster {
             dirs.insert(*id, data_dir()?);
         }
         let cluster = Cluster {
-            ids,
+            ids: ids.clone(),
             network: Network::new(seed, faults),
+            failpoints: ids.iter().map(|id| (*id, Arc::default())).collect(),
             dirs,
             joined: Vec::new(),
             base,
@@ -59,6 +62,7 @@ impl Cluster {
     /// member added to the running group (by [`Store::add_member`]) starts.
     pub async fn join(&mut self, id: u64) -> Result<(), StoreError> {
         self.dirs.insert(id, data_dir()?);
+        self.failpoints.insert(id, Arc::default());
         self.joined.push(id);
         self.ids.push(id);
         self.restart(id).await
@@ -91,13 +95,14 @@ impl Cluster {
                 initial
             },
             data_dir: self.dirs[&id].path().join("store"),
+            failpoints: self.failpoints.get(&id).cloned(),
             ..self.base.clone()
         }
     }
 
-    /// The running member `id`, if it is up.
+    /// The running member `id`, if it is up (a member a failpoint crashed is not).
     pub fn store(&self, id: u64) -> Option<Store> {
-        self.network.member(id)
+        self.network.member(id).filter(|store| !store.is_stopped())
     }
 
     pub fn running(&self) -> Vec<u64> {
@@ -121,6 +126,8 @@ impl Cluster {
         if self.store(id).is_some() {
             return Ok(());
         }
+        // Crashed by a failpoint: still attached, its task gone.
+        self.crash(id).await;
         let mut attempts = 0;
         loop {
             let transport = self.network.transport(id);
@@ -140,8 +147,12 @@ impl Cluster {
         }
     }
 
-    /// Restarts every member, heals the network and stops injecting faults.
+    /// Restarts every member, heals the network and stops injecting faults (failpoints
+    /// included).
     pub async fn recover(&self) -> Result<(), StoreError> {
+        for failpoints in self.failpoints.values() {
+            failpoints.disarm();
+        }
         self.network.heal();
         self.network.set_faults(Faults::none());
         for id in self.ids.clone() {
