@@ -76,21 +76,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let controllers_cancel = cancel.child_token();
     tasks.spawn(controllers.run(controllers_cancel));
 
-    let wasm = skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig {
-        cache_dir: data_dir.join("wasm-cache"),
-        ..skiff_wasm::RuntimeConfig::default()
-    })
-    .context("starting the Wasm runtime")?;
-    let mut agent_config = skiff_agent::AgentConfig {
-        data_dir: data_dir.join("node"),
-        listen_addr: args.node_addr,
-        ..skiff_agent::AgentConfig::default()
-    };
-    if let Some(name) = args.node_name {
-        agent_config.node_name = name;
-    }
-    agent_config.validate().context("node configuration")?;
-    let agent = skiff_agent::NodeAgent::new(agent_config, client, wasm);
+    let agent = crate::node::start_agent(client, &data_dir, args.node_name, args.node_addr)?;
     let agent_cancel = cancel.child_token();
     tasks.spawn(async move {
         if let Err(err) = agent.run(agent_cancel).await {

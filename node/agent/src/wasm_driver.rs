@@ -3,7 +3,9 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use skiff_wasm::{Credentials, Exit, Process, Program, PullOptions, PullPolicy, WasmRuntime};
+use skiff_wasm::{
+    Credentials, Exit, Mount, Process, Program, PullOptions, PullPolicy, Sandbox, WasmRuntime,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -124,12 +126,27 @@ impl ContainerDriver for WasmRuntime {
                 stderr,
                 ports,
                 ports_report,
+                mounts,
+                working_dir,
+                limits,
             } = process;
             let process = Process {
                 args,
                 env,
                 stdout,
                 stderr,
+                sandbox: Sandbox {
+                    mounts: mounts
+                        .into_iter()
+                        .map(|m| Mount {
+                            host_path: m.host_path,
+                            guest_path: m.container_path,
+                            read_only: m.read_only,
+                        })
+                        .collect(),
+                    working_dir,
+                    memory_limit: limits.memory_bytes,
+                },
             };
             let exit = if program.kind() == ProgramKind::HttpProxy {
                 let listeners = bind(&ports).await?;
@@ -152,6 +169,7 @@ impl ContainerDriver for WasmRuntime {
                 Exit::Code(code) => ExitStatus::Code(code),
                 Exit::Trap(message) => ExitStatus::Trap(message),
                 Exit::Killed => ExitStatus::Killed,
+                Exit::OutOfMemory(message) => ExitStatus::OutOfMemory(message),
             })
         }
         .boxed()
