@@ -6,6 +6,7 @@
 //! another node agent that joins it through that kubeconfig. Each subcommand lives
 //! in its own module.
 
+mod control;
 mod node;
 mod up;
 
@@ -30,6 +31,9 @@ enum Command {
     Up(up::UpArgs),
     /// Run a node agent that joins the control plane a kubeconfig points at.
     Node(node::NodeArgs),
+    /// Run one member of a replicated control plane (store, API server; scheduler and
+    /// controllers while it leads). Nodes join with `skiff node`.
+    Control(control::ControlArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,5 +48,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
         Command::Node(args) => runtime.block_on(node::run(args)),
+        Command::Control(args) => runtime.block_on(control::run(args)),
     }
 }

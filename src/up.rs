@@ -50,31 +50,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
     api.bootstrap()
         .await
         .context("creating the system namespaces")?;
-    let listener = tokio::net::TcpListener::bind(args.api_addr)
-        .await
-        .with_context(|| format!("listening on {}", args.api_addr))?;
-    let api_addr = listener.local_addr()?;
-    let server_url = format!("http://{api_addr}");
-    let kubeconfig = write_kubeconfig(&data_dir, &server_url)?;
-    tasks.spawn(async move {
-        if let Err(err) = api.serve(listener).await {
-            tracing::error!(%err, "API server stopped");
-        }
-    });
-
-    let client = kube::Client::try_from(kube::Config::new(server_url.parse()?))
-        .context("building the API client")?;
-    let scheduler = skiff_scheduler::Scheduler::new(client.clone());
-    let scheduler_cancel = cancel.child_token();
-    tasks.spawn(async move {
-        if let Err(err) = scheduler.run(scheduler_cancel).await {
-            tracing::error!(%err, "scheduler stopped");
-        }
-    });
-
-    let controllers = skiff_controllers::Controllers::new(client.clone());
-    let controllers_cancel = cancel.child_token();
-    tasks.spawn(controllers.run(controllers_cancel));
+    let (server_url, kubeconfig) =
+        serve_api(api, args.api_addr, &data_dir, axum::Router::new(), &tasks).await?;
+    let client = api_client(&server_url)?;
+    spawn_control_loops(client.clone(), &cancel, &tasks);
 
     let agent = crate::node::start_agent(client, &data_dir, args.node_name, args.node_addr)?;
     let agent_cancel = cancel.child_token();
@@ -102,6 +81,48 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// Starts `api` on `addr` with `extra` routes merged in (it stops with the token it was
+/// created with) and writes `DATA_DIR/kubeconfig` for it. Returns its URL and the
+/// kubeconfig's path.
+pub async fn serve_api(
+    api: skiff_apiserver::ApiServer,
+    addr: SocketAddr,
+    data_dir: &Path,
+    extra: axum::Router,
+    tasks: &TaskTracker,
+) -> Result<(String, PathBuf)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let server_url = format!("http://{}", listener.local_addr()?);
+    let kubeconfig = write_kubeconfig(data_dir, &server_url)?;
+    tasks.spawn(async move {
+        if let Err(err) = api.serve_with(listener, extra).await {
+            tracing::error!(%err, "API server stopped");
+        }
+    });
+    Ok((server_url, kubeconfig))
+}
+
+/// A Kubernetes client for the API server at `server_url`.
+pub fn api_client(server_url: &str) -> Result<kube::Client> {
+    kube::Client::try_from(kube::Config::new(server_url.parse()?))
+        .context("building the API client")
+}
+
+/// Runs the scheduler and the controllers against `client` until `cancel` fires.
+pub fn spawn_control_loops(client: kube::Client, cancel: &CancellationToken, tasks: &TaskTracker) {
+    let scheduler = skiff_scheduler::Scheduler::new(client.clone());
+    let scheduler_cancel = cancel.child_token();
+    tasks.spawn(async move {
+        if let Err(err) = scheduler.run(scheduler_cancel).await {
+            tracing::error!(%err, "scheduler stopped");
+        }
+    });
+    let controllers = skiff_controllers::Controllers::new(client);
+    tasks.spawn(controllers.run(cancel.child_token()));
 }
 
 pub fn write_kubeconfig(data_dir: &Path, server_url: &str) -> Result<PathBuf> {

@@ -146,9 +146,19 @@ impl ApiServer {
 
     /// Serve until the cancellation token fires; watches end then too.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.serve_with(listener, Router::new()).await
+    }
+
+    /// [`ApiServer::serve`] with `extra` routes merged in: paths outside the
+    /// Kubernetes API that the binary adds (`skiff control`'s membership endpoint).
+    pub async fn serve_with(
+        &self,
+        listener: tokio::net::TcpListener,
+        extra: Router,
+    ) -> std::io::Result<()> {
         let cancel = self.state.cancel.clone();
         let lifecycle = tokio::spawn(lifecycle::run(self.state.store.clone(), cancel.clone()));
-        let result = axum::serve(listener, self.router())
+        let result = axum::serve(listener, self.router().merge(extra))
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await;
         lifecycle.abort();

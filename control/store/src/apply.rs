@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot};
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::{Batch, Transactional};
 
 use crate::codec::{self, Command, KvRecord, Request};
-use crate::disk::{self, APPLIED_INDEX, COMPACTED, REVISION, fatal};
+use crate::disk::{self, APPLIED_INDEX, COMPACTED, CONF_STATE, REVISION, fatal};
 use crate::mvcc::{self, KvAccess};
+use crate::raft_log::encode;
 use crate::shared::Shared;
 use crate::snapshot;
-use crate::{Revision, StoreError, TxnResponse};
+use crate::{Member, Revision, StoreError, TxnResponse};
 
 /// Revision of an empty store, as in etcd.
 pub(crate) const FIRST_REVISION: Revision = 1;
@@ -23,6 +24,8 @@ pub(crate) const FIRST_REVISION: Revision = 1;
 pub(crate) enum Outcome {
     Txn(TxnResponse),
     Compacted,
+    /// A membership change took effect; the members after it.
+    Members(Vec<Member>),
 }
 
 pub(crate) type Applied = Vec<(u64, Result<Outcome, StoreError>)>;
@@ -75,7 +78,61 @@ impl StateMachine {
         self.state = state;
         self.shared.publish(state.revision, state.compacted);
         drop(gate);
+        self.shared
+            .publish_members(disk::load_members(&self.shared.trees.meta)?);
         Ok((hard_state, conf_state))
+    }
+
+    /// Records a membership change committed at `index`: the applied index, the new
+    /// conf state (none if Raft refused the change) and the member record, in one sled
+    /// transaction, so a restart neither applies it twice nor forgets it.
+    pub fn apply_membership(
+        &mut self,
+        index: u64,
+        change: &ConfChange,
+        conf_state: Option<&ConfState>,
+    ) -> Vec<Member> {
+        if index <= self.state.index {
+            return self.shared.members().borrow().clone();
+        }
+        let trees = &self.shared.trees;
+        let added: Option<Member> = match change.get_change_type() {
+            ConfChangeType::AddNode if conf_state.is_some() => {
+                match serde_json::from_slice(change.get_context()) {
+                    Ok(member) => Some(member),
+                    Err(error) => {
+                        tracing::warn!(%error, id = change.node_id, "added member has no readable record");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let removed =
+            conf_state.is_some() && change.get_change_type() == ConfChangeType::RemoveNode;
+        let committed = (&trees.meta, &trees.raft_state).transaction(|(meta, raft_state)| {
+            meta.insert(APPLIED_INDEX, &index.to_be_bytes())?;
+            if let Some(conf_state) = conf_state {
+                raft_state.insert(CONF_STATE, encode(conf_state))?;
+            }
+            if let Some(member) = &added {
+                meta.insert(disk::member_key(member.id), disk::encode_member(member))?;
+            }
+            if removed {
+                meta.remove(disk::member_key(change.node_id))?;
+            }
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        });
+        if let Err(error) = committed {
+            fatal(&format!("applying membership change {index}"), &error);
+        }
+        self.state.index = index;
+        let members = match disk::load_members(&trees.meta) {
+            Ok(members) => members,
+            Err(error) => fatal("reading the member list", &error),
+        };
+        self.shared.publish_members(members.clone());
+        members
     }
 
     /// Applies `entries` (in log order) and returns each request's outcome. Stops the
@@ -185,7 +242,7 @@ fn decode_entry(entry: &Entry) -> Option<Request> {
                 &error,
             ),
         },
-        // Only this process proposes, and it never proposes membership changes yet.
+        // Membership changes are split off before this step (`RaftNode::apply`).
         other => fatal(
             &format!("applying raft entry {}", entry.index),
             &StoreError::codec("raft entry", format!("{other:?} is not supported yet")),

@@ -182,6 +182,8 @@ pub(crate) struct SnapshotData {
     pub compacted: Revision,
     pub kv: Records,
     pub events: Records,
+    /// The `member/` records of `meta`.
+    pub members: Records,
 }
 
 /// Raw (key, value) pairs of one sled tree.
@@ -191,7 +193,7 @@ pub(crate) fn encode_snapshot(data: &SnapshotData) -> Vec<u8> {
     let mut w = Writer(vec![FORMAT]);
     w.i64(data.revision);
     w.i64(data.compacted);
-    for records in [&data.kv, &data.events] {
+    for records in [&data.kv, &data.events, &data.members] {
         w.u64(records.len() as u64);
         for (key, value) in records {
             w.bytes(key);
@@ -215,12 +217,14 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotData, StoreError> 
     };
     let kv = records()?;
     let events = records()?;
+    let members = records()?;
     r.finish()?;
     Ok(SnapshotData {
         revision,
         compacted,
         kv,
         events,
+        members,
     })
 }
 
@@ -431,6 +435,7 @@ mod tests {
             compacted: 3,
             kv: vec![(b"/a".to_vec(), b"x".to_vec())],
             events: vec![(revision_key(4).to_vec(), vec![1, 2])],
+            members: vec![(b"member/1".to_vec(), b"{}".to_vec())],
         };
         assert_eq!(decode_snapshot(&encode_snapshot(&data)).unwrap(), data);
         assert!(decode_snapshot(&encode_snapshot(&data)[..10]).is_err());

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::StoreError;
+use crate::{Member, StoreError};
 
 /// How to open a store.
 #[derive(Clone, Debug)]
@@ -12,7 +12,14 @@ pub struct StoreConfig {
     pub id: u64,
     /// The Raft ids of every voter of a new group, this one included; all members of a
     /// group must start with the same list. Ignored once the data directory has a group.
+    /// Empty for a member that joins a running group: it waits, voting for no one,
+    /// until the leader (after [`Store::add_member`](crate::Store::add_member)) sends it
+    /// a snapshot of the group.
     pub members: Vec<u64>,
+    /// Names and peer addresses of a new group's `members`, recorded with the group so
+    /// every member can list them ([`Store::members`](crate::Store::members)). Empty
+    /// for in-process groups; ignored once the data directory has a group.
+    pub member_info: Vec<Member>,
     /// Directory holding the sled database (created if missing).
     pub data_dir: PathBuf,
     /// Period of one Raft logical clock tick.
@@ -38,6 +45,7 @@ impl Default for StoreConfig {
         StoreConfig {
             id: 1,
             members: vec![1],
+            member_info: Vec::new(),
             data_dir: PathBuf::from("skiff-data/store"),
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
@@ -64,7 +72,7 @@ impl StoreConfig {
         if self.id == 0 {
             return Err(StoreError::Config("id must not be 0".into()));
         }
-        if !self.members.contains(&self.id) {
+        if !self.members.is_empty() && !self.members.contains(&self.id) {
             return Err(StoreError::Config(format!(
                 "members {:?} must include this member's id {}",
                 self.members, self.id
@@ -77,6 +85,16 @@ impl StoreConfig {
             return Err(StoreError::Config(format!(
                 "members {:?} must be distinct and not 0",
                 self.members
+            )));
+        }
+        if let Some(stray) = self
+            .member_info
+            .iter()
+            .find(|m| !self.members.contains(&m.id))
+        {
+            return Err(StoreError::Config(format!(
+                "member_info names member {} ({}), which is not in members {:?}",
+                stray.id, stray.name, self.members
             )));
         }
         if self.request_timeout.is_zero() {

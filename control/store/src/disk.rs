@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use crate::StoreError;
+use raft::prelude::{ConfState, HardState};
+
+use crate::raft_log::{encode, index_key, marker};
+use crate::{Member, StoreConfig, StoreError};
 
 pub(crate) const RAFT_LOG: &str = "raft_log";
 pub(crate) const RAFT_STATE: &str = "raft_state";
@@ -17,6 +20,84 @@ pub(crate) const CONF_STATE: &[u8] = b"conf_state";
 pub(crate) const APPLIED_INDEX: &[u8] = b"applied_index";
 pub(crate) const REVISION: &[u8] = b"revision";
 pub(crate) const COMPACTED: &[u8] = b"compacted";
+/// The context of the marker a new group's log starts with (at index 1), which tells
+/// it apart from entry 1 of a log written before markers existed.
+pub(crate) const BOOTSTRAP_MARKER: &[u8] = b"bootstrap";
+/// `member/` + id (`u64`): the member's record as JSON (see [`Member`]).
+pub(crate) const MEMBER_PREFIX: &[u8] = b"member/";
+
+pub(crate) fn member_key(id: u64) -> Vec<u8> {
+    [MEMBER_PREFIX, &id.to_be_bytes()].concat()
+}
+
+pub(crate) fn encode_member(member: &Member) -> Vec<u8> {
+    serde_json::to_vec(member).expect("a member record always encodes")
+}
+
+/// The members recorded in `meta`, by id.
+pub(crate) fn load_members(meta: &sled::Tree) -> Result<Vec<Member>, StoreError> {
+    meta.scan_prefix(MEMBER_PREFIX)
+        .values()
+        .map(|value| {
+            let value = value.map_err(StoreError::sled("reading the member list"))?;
+            serde_json::from_slice(&value)
+                .map_err(|e| StoreError::codec("member record", e.to_string()))
+        })
+        .collect()
+}
+
+/// Writes a new group to a data directory that has none: its conf state, and the
+/// Raft log as if a snapshot of the empty store at index 1, term 1 were installed
+/// (marker at 1, applied index 1). A member added later has an empty log, so the
+/// leader can never send it entry 1 and sends a snapshot, which carries the group's
+/// conf state and member list; replaying the log alone could not give it those.
+/// A joining member (`members` empty) and an existing directory are left alone.
+pub(crate) fn bootstrap(trees: &Trees, config: &StoreConfig) -> Result<(), StoreError> {
+    let existing = trees
+        .raft_state
+        .get(CONF_STATE)
+        .map_err(StoreError::sled("reading raft state"))?;
+    if existing.is_some() || config.members.is_empty() {
+        return Ok(());
+    }
+    let conf_state = ConfState::from((config.members.clone(), vec![]));
+    let hard_state = HardState {
+        term: 1,
+        commit: 1,
+        ..HardState::default()
+    };
+    let mut log = sled::Batch::default();
+    let mut first = marker(1, 1);
+    first.context = BOOTSTRAP_MARKER.to_vec().into();
+    log.insert(&index_key(1), encode(&first));
+    trees
+        .raft_log
+        .apply_batch(log)
+        .map_err(StoreError::sled("writing a new raft log"))?;
+    let mut meta = sled::Batch::default();
+    meta.insert(APPLIED_INDEX, &1u64.to_be_bytes());
+    for member in &config.member_info {
+        meta.insert(member_key(member.id), encode_member(member));
+    }
+    trees
+        .meta
+        .apply_batch(meta)
+        .map_err(StoreError::sled("writing the member list"))?;
+    trees
+        .raft_state
+        .insert(HARD_STATE, encode(&hard_state))
+        .map_err(StoreError::sled("writing the raft hard state"))?;
+    // Last: its presence marks the bootstrap as done.
+    trees
+        .raft_state
+        .insert(CONF_STATE, encode(&conf_state))
+        .map_err(StoreError::sled("writing the raft conf state"))?;
+    trees
+        .db
+        .flush()
+        .map_err(StoreError::sled("flushing a new group"))?;
+    Ok(())
+}
 
 /// The open database and one handle per tree; cloning is cheap (sled handles are `Arc`s).
 #[derive(Clone)]

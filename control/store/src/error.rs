@@ -48,6 +48,10 @@ pub enum StoreError {
         what: &'static str,
         after: std::time::Duration,
     },
+    /// A membership change was refused (unknown member, the last voter, a change
+    /// already in progress, no leader to take it).
+    #[error("membership change refused: {0}")]
+    Membership(String),
     /// The store was closed (or its Raft task ended) before the request finished.
     #[error("the store is stopped")]
     Stopped,

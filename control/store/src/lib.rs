@@ -79,6 +79,7 @@ mod disk;
 mod error;
 mod logger;
 mod mvcc;
+mod net;
 mod node;
 mod raft_log;
 mod ready;
@@ -95,10 +96,11 @@ mod watch;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
+pub use net::{TcpTransport, serve_peers};
 pub use store::{ReadConsistency, Store};
 pub use transport::{RaftMessage, Transport};
 pub use types::{
-    Compare, CompareTarget, EventKind, KeyValue, Op, OpResult, RangeResponse, Revision, Txn,
-    TxnResponse, WatchEvent,
+    Compare, CompareTarget, EventKind, KeyValue, Member, Op, OpResult, RangeResponse, Revision,
+    Txn, TxnResponse, WatchEvent,
 };
 pub use watch::Watch;

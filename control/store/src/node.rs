@@ -12,7 +12,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::prelude::{Message, RawNode};
+use raft::prelude::{ConfChange, Message, RawNode};
 use raft::{ReadOnlyOption, StateRole};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
@@ -37,6 +37,8 @@ pub(crate) enum Input {
     /// Messages from other members.
     Messages(Vec<Message>),
     TransferLeader(u64),
+    /// A membership change to go through the log.
+    ChangeMembers(ConfChange, Reply<Outcome>),
 }
 
 /// Linearizable reads that share one ReadIndex request.
@@ -177,11 +179,9 @@ impl RaftNode {
                     }
                 }
             }
-            Input::TransferLeader(to) => {
-                if self.raw.raft.state == StateRole::Leader {
-                    self.raw.transfer_leader(to);
-                }
-            }
+            // On a follower Raft forwards the request to the leader it knows.
+            Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::ChangeMembers(change, reply) => self.change_members(change, reply),
         }
     }
 
@@ -218,6 +218,32 @@ impl RaftNode {
                     context: "proposing a write",
                     source,
                 }));
+            }
+        }
+    }
+
+    /// Proposes a membership change; the entry's context is the request id, so the
+    /// apply step answers `reply`. Raft drops it without a leader, and the leader turns
+    /// it into an empty entry while another change is pending: then `reply` waits for
+    /// its timeout, and the caller may ask again.
+    fn change_members(&mut self, change: ConfChange, reply: Reply<Outcome>) {
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            let _ = reply.send(Err(StoreError::Membership(
+                "no leader is known; try again once one is elected".into(),
+            )));
+            return;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        match self
+            .raw
+            .propose_conf_change(id.to_be_bytes().to_vec(), change)
+        {
+            Ok(()) => {
+                self.pending.insert(id, reply);
+            }
+            Err(error) => {
+                let _ = reply.send(Err(StoreError::Membership(error.to_string())));
             }
         }
     }
@@ -264,7 +290,7 @@ impl RaftNode {
         inputs.close();
         while let Ok(input) = inputs.try_recv() {
             match input {
-                Input::Propose(_, reply) => {
+                Input::Propose(_, reply) | Input::ChangeMembers(_, reply) => {
                     let _ = reply.send(Err(StoreError::Stopped));
                 }
                 Input::Read(reply) => {

@@ -11,7 +11,7 @@ use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use sled::Batch;
 
 use crate::StoreError;
-use crate::disk::{CONF_STATE, HARD_STATE, Trees};
+use crate::disk::{BOOTSTRAP_MARKER, CONF_STATE, HARD_STATE, Trees};
 use crate::snapshot;
 
 pub(crate) struct RaftLog {
@@ -87,13 +87,17 @@ impl RaftLog {
             conf_state,
         };
         // A log never compacted (new, or written before markers existed) starts at 1.
-        match log.first_key()? {
-            None | Some(1) => {
-                log.log
-                    .insert(index_key(0), encode(&marker(0, 0)))
-                    .map_err(StoreError::sled("writing the raft log marker"))?;
-            }
-            Some(_) => {}
+        let pre_marker = match log.first_key()? {
+            None => true,
+            Some(1) => log
+                .entry(1)?
+                .is_none_or(|entry| entry.get_context() != BOOTSTRAP_MARKER),
+            Some(_) => false,
+        };
+        if pre_marker {
+            log.log
+                .insert(index_key(0), encode(&marker(0, 0)))
+                .map_err(StoreError::sled("writing the raft log marker"))?;
         }
         Ok(log)
     }
@@ -151,6 +155,11 @@ impl RaftLog {
     /// Records what installing `snapshot` wrote to disk (see `snapshot::install`).
     pub fn restored(&mut self, hard_state: HardState, conf_state: ConfState) {
         self.hard_state = hard_state;
+        self.conf_state = conf_state;
+    }
+
+    /// Records the conf state a membership change wrote to disk (in the apply step).
+    pub fn set_conf_state(&mut self, conf_state: ConfState) {
         self.conf_state = conf_state;
     }
 

@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use raft::prelude::{Entry, Message, MessageType};
+use raft::prelude::{ConfChange, Entry, EntryType, Message, MessageType};
 use raft::{SnapshotStatus, StateRole};
 
+use crate::apply::Outcome;
 use crate::disk::fatal;
 use crate::node::RaftNode;
+use crate::raft_log::decode;
 
 impl RaftNode {
     pub(crate) fn handle_ready(&mut self) {
@@ -87,11 +89,70 @@ impl RaftNode {
         }
     }
 
+    /// Applies committed entries in order: runs of normal entries in one transaction
+    /// each, membership changes one by one between them.
     fn apply(&mut self, entries: Vec<Entry>) {
-        for (id, outcome) in self.machine.apply(&entries) {
+        let mut run = 0;
+        for (at, entry) in entries.iter().enumerate() {
+            if entry.get_entry_type() != EntryType::EntryNormal {
+                self.apply_normal(&entries[run..at]);
+                self.apply_conf_change(entry);
+                run = at + 1;
+            }
+        }
+        self.apply_normal(&entries[run..]);
+    }
+
+    fn apply_normal(&mut self, entries: &[Entry]) {
+        for (id, outcome) in self.machine.apply(entries) {
             if let Some(reply) = self.pending.remove(&id) {
                 let _ = reply.send(outcome);
             }
+        }
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) {
+        if entry.index <= self.machine.applied_index() {
+            return;
+        }
+        if entry.get_entry_type() != EntryType::EntryConfChange {
+            fatal(
+                &format!("applying raft entry {}", entry.index),
+                &crate::StoreError::codec("raft entry", "ConfChangeV2 is not supported"),
+            );
+        }
+        let change: ConfChange = match decode("membership change", entry.get_data()) {
+            Ok(change) => change,
+            Err(error) => fatal(
+                &format!("decoding raft entry {} (the log is corrupt)", entry.index),
+                &error,
+            ),
+        };
+        let outcome = match self.raw.apply_conf_change(&change) {
+            Ok(conf_state) => {
+                let members =
+                    self.machine
+                        .apply_membership(entry.index, &change, Some(&conf_state));
+                tracing::info!(
+                    index = entry.index,
+                    change = ?change.get_change_type(),
+                    member = change.node_id,
+                    voters = ?conf_state.voters,
+                    "membership changed"
+                );
+                self.raw.mut_store().set_conf_state(conf_state);
+                Ok(Outcome::Members(members))
+            }
+            Err(error) => {
+                self.machine.apply_membership(entry.index, &change, None);
+                Err(crate::StoreError::Membership(error.to_string()))
+            }
+        };
+        let id = <[u8; 8]>::try_from(entry.get_context()).map(u64::from_be_bytes);
+        if let Ok(id) = id
+            && let Some(reply) = self.pending.remove(&id)
+        {
+            let _ = reply.send(outcome);
         }
     }
 

@@ -5,8 +5,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
 
-use crate::Revision;
 use crate::disk::Trees;
+use crate::{Member, Revision};
 
 pub(crate) struct Shared {
     pub trees: Trees,
@@ -21,16 +21,24 @@ pub(crate) struct Shared {
     compacted: AtomicI64,
     /// The member this one last heard lead (0: none known).
     leader: AtomicU64,
+    /// The group's members as this member has applied them.
+    members: watch::Sender<Vec<Member>>,
 }
 
 impl Shared {
-    pub fn new(trees: Trees, revision: Revision, compacted: Revision) -> Shared {
+    pub fn new(
+        trees: Trees,
+        revision: Revision,
+        compacted: Revision,
+        members: Vec<Member>,
+    ) -> Shared {
         Shared {
             trees,
             gate: RwLock::new(()),
             revision: watch::Sender::new(revision),
             compacted: AtomicI64::new(compacted),
             leader: AtomicU64::new(0),
+            members: watch::Sender::new(members),
         }
     }
 
@@ -52,6 +60,19 @@ impl Shared {
 
     pub fn set_leader(&self, id: u64) {
         self.leader.store(id, Ordering::SeqCst);
+    }
+
+    pub fn members(&self) -> watch::Receiver<Vec<Member>> {
+        self.members.subscribe()
+    }
+
+    /// Called after a membership change or snapshot installation is on disk.
+    pub fn publish_members(&self, members: Vec<Member>) {
+        self.members.send_if_modified(|current| {
+            let changed = *current != members;
+            *current = members;
+            changed
+        });
     }
 
     pub fn read_gate(&self) -> RwLockReadGuard<'_, ()> {

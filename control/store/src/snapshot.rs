@@ -12,7 +12,9 @@ use sled::transaction::ConflictableTransactionError;
 use crate::StoreError;
 use crate::apply::AppliedState;
 use crate::codec::{self, Records, SnapshotData};
-use crate::disk::{APPLIED_INDEX, COMPACTED, CONF_STATE, HARD_STATE, REVISION, Trees};
+use crate::disk::{
+    APPLIED_INDEX, COMPACTED, CONF_STATE, HARD_STATE, MEMBER_PREFIX, REVISION, Trees,
+};
 use crate::raft_log::{encode, index_key, marker};
 
 fn records(tree: &sled::Tree) -> Result<Records, StoreError> {
@@ -33,6 +35,15 @@ pub(crate) fn build(trees: &Trees) -> Result<Snapshot, StoreError> {
         compacted: state.compacted,
         kv: records(&trees.kv)?,
         events: records(&trees.events)?,
+        members: trees
+            .meta
+            .scan_prefix(MEMBER_PREFIX)
+            .map(|item| {
+                let (key, value) =
+                    item.map_err(StoreError::sled("reading members for a snapshot"))?;
+                Ok((key.to_vec(), value.to_vec()))
+            })
+            .collect::<Result<_, StoreError>>()?,
     };
     let mut snapshot = Snapshot::default();
     snapshot.set_data(codec::encode_snapshot(&data).into());
@@ -71,6 +82,12 @@ pub(crate) fn install(
         keys(&trees.events)?,
         keys(&trees.raft_log)?,
     );
+    let old_members: Vec<sled::IVec> = trees
+        .meta
+        .scan_prefix(MEMBER_PREFIX)
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::sled("listing members replaced by a snapshot"))?;
     let trees_in_txn = [
         &trees.kv,
         &trees.events,
@@ -95,6 +112,12 @@ pub(crate) fn install(
             }
             for (key, value) in &data.events {
                 events.insert(key.as_slice(), value.as_slice())?;
+            }
+            for key in &old_members {
+                meta.remove(key)?;
+            }
+            for (key, value) in &data.members {
+                meta.insert(key.as_slice(), value.as_slice())?;
             }
             meta.insert(APPLIED_INDEX, &state.index.to_be_bytes())?;
             meta.insert(REVISION, &state.revision.to_be_bytes())?;

@@ -3,18 +3,22 @@
 
 use std::sync::Arc;
 
+use raft::prelude::{ConfChange, ConfChangeType};
+
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::apply::{AppliedState, Outcome};
 use crate::codec::{self, Command};
-use crate::disk::Trees;
+use crate::disk::{self, Trees};
 use crate::node::{Input, RaftNode};
 use crate::shared::Shared;
 use crate::transport::{NoPeers, RaftMessage, Transport};
 use crate::watch::{self, Watch};
-use crate::{KeyValue, RangeResponse, Revision, StoreConfig, StoreError, Txn, TxnResponse, mvcc};
+use crate::{
+    KeyValue, Member, RangeResponse, Revision, StoreConfig, StoreError, Txn, TxnResponse, mvcc,
+};
 
 /// A handle to an open store; clones share it.
 #[derive(Clone)]
@@ -76,8 +80,10 @@ impl Store {
     ) -> Result<Store, StoreError> {
         config.validate()?;
         let trees = Trees::open(&config.data_dir)?;
+        disk::bootstrap(&trees, &config)?;
         let state = AppliedState::load(&trees.meta)?;
-        let shared = Arc::new(Shared::new(trees, state.revision, state.compacted));
+        let members = disk::load_members(&trees.meta)?;
+        let shared = Arc::new(Shared::new(trees, state.revision, state.compacted, members));
         let node = RaftNode::start(&config, shared.clone(), state, transport).await?;
 
         let (inputs, receiver) = mpsc::channel(config.max_batch * 4);
@@ -145,8 +151,9 @@ impl Store {
         }
     }
 
-    /// Asks the leader, if this member is it, to hand leadership to member `to`. Raft
-    /// gives up the transfer if `to` does not catch up within an election timeout.
+    /// Asks the leader (through this member, which forwards the request if it follows)
+    /// to hand leadership to member `to`. Raft gives up the transfer if `to` does not
+    /// catch up within an election timeout; watch [`Store::leader`] for the outcome.
     pub async fn transfer_leader(&self, to: u64) -> Result<(), StoreError> {
         self.ensure_running()?;
         self.inner
@@ -154,6 +161,66 @@ impl Store {
             .send(Input::TransferLeader(to))
             .await
             .map_err(|_| StoreError::Stopped)
+    }
+
+    /// The group's members as this member has applied them (names and peer addresses
+    /// as recorded when each was added; empty for in-process groups).
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.shared.members().borrow().clone()
+    }
+
+    /// [`Store::members`], changing as membership changes are applied.
+    pub fn watch_members(&self) -> tokio::sync::watch::Receiver<Vec<Member>> {
+        self.inner.shared.members()
+    }
+
+    /// Adds `member` to the group as a voter, through the log; returns the members
+    /// once the change is applied here. Start the new member (with an empty `members`
+    /// list) before or after: the leader brings it up to date with a snapshot.
+    pub async fn add_member(&self, member: Member) -> Result<Vec<Member>, StoreError> {
+        if member.id == 0 {
+            return Err(StoreError::Membership("member id 0 is not allowed".into()));
+        }
+        if self.members().iter().any(|m| m.id == member.id) {
+            return Err(StoreError::Membership(format!(
+                "member {} is already in the group",
+                member.id
+            )));
+        }
+        let mut change = ConfChange::default();
+        change.set_change_type(ConfChangeType::AddNode);
+        change.node_id = member.id;
+        change.context = serde_json::to_vec(&member)
+            .expect("a member record always encodes")
+            .into();
+        self.change_members(change).await
+    }
+
+    /// Removes member `id` from the group through the log; returns the members once
+    /// the change is applied here. The removed member stops hearing from the group.
+    pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, StoreError> {
+        if !self.members().iter().any(|m| m.id == id) {
+            return Err(StoreError::Membership(format!(
+                "member {id} is not in the group"
+            )));
+        }
+        let mut change = ConfChange::default();
+        change.set_change_type(ConfChangeType::RemoveNode);
+        change.node_id = id;
+        self.change_members(change).await
+    }
+
+    async fn change_members(&self, change: ConfChange) -> Result<Vec<Member>, StoreError> {
+        self.ensure_running()?;
+        match self
+            .request("a membership change", |reply| {
+                Input::ChangeMembers(change, reply)
+            })
+            .await?
+        {
+            Outcome::Members(members) => Ok(members),
+            _ => unreachable!("a membership entry is answered with the members"),
+        }
     }
 
     /// The latest value of `key`, linearizable.
@@ -214,7 +281,7 @@ impl Store {
         mvcc::validate(&txn)?;
         match self.propose(Command::Txn(txn)).await? {
             Outcome::Txn(response) => Ok(response),
-            Outcome::Compacted => unreachable!("a txn entry is answered with a txn outcome"),
+            _ => unreachable!("a txn entry is answered with a txn outcome"),
         }
     }
 
@@ -253,7 +320,7 @@ impl Store {
         }
         match self.propose(Command::Compact(revision)).await? {
             Outcome::Compacted => Ok(()),
-            Outcome::Txn(_) => unreachable!("a compact entry is answered with a compact outcome"),
+            _ => unreachable!("a compact entry is answered with a compact outcome"),
         }
     }
 

@@ -137,3 +137,14 @@ impl Compare {
         Compare::mod_revision(key, 0)
     }
 }
+
+/// A member of a replicated group as the group records it: its Raft id, a name for
+/// people, and where other members reach its peer transport. Added with the group
+/// (`StoreConfig::member_info`) or by [`Store::add_member`](crate::Store::add_member).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    /// `HOST:PORT` of the member's peer listener (empty for in-process groups).
+    pub peer_addr: String,
+}
