@@ -37,7 +37,7 @@ fn volumes() -> Vec<Volume> {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
                 name: "settings".into(),
-                items: Some(vec![KeyToPathFor::new("color", "nested/color.txt")]),
+                items: Some(vec![key_to_path("color", "nested/color.txt")]),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
@@ -60,15 +60,11 @@ fn volumes() -> Vec<Volume> {
     ]
 }
 
-struct KeyToPathFor;
-
-impl KeyToPathFor {
-    fn new(key: &str, path: &str) -> k8s_openapi::api::core::v1::KeyToPath {
-        k8s_openapi::api::core::v1::KeyToPath {
-            key: key.into(),
-            path: path.into(),
-            mode: Some(0o600),
-        }
+fn key_to_path(key: &str, path: &str) -> k8s_openapi::api::core::v1::KeyToPath {
+    k8s_openapi::api::core::v1::KeyToPath {
+        key: key.into(),
+        path: path.into(),
+        mode: Some(0o600),
     }
 }
 
