@@ -237,6 +237,64 @@ async fn typed_crud_patches_and_conflicts() -> Result<()> {
     Ok(())
 }
 
+/// `Patch::Apply`: server-side apply creates, records the manager, refuses
+/// to change another manager's field without `force`, and takes it with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_with_field_managers() -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cluster = Cluster::start()?;
+    let client = client(&cluster).await?;
+    let maps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let config = |mode: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings"},
+            "data": {"mode": mode, "level": "1"},
+        })
+    };
+    let created = maps
+        .patch(
+            "settings",
+            &PatchParams::apply("deployer"),
+            &Patch::Apply(config("fast")),
+        )
+        .await?;
+    let managed = created.metadata.managed_fields.clone().unwrap_or_default();
+    assert_eq!(managed.len(), 1);
+    assert_eq!(managed[0].manager.as_deref(), Some("deployer"));
+    assert_eq!(managed[0].operation.as_deref(), Some("Apply"));
+
+    let other = maps
+        .patch(
+            "settings",
+            &PatchParams::apply("tuner"),
+            &Patch::Apply(config("slow")),
+        )
+        .await;
+    let err = other.expect_err("a conflict");
+    assert_eq!(api_code(&err), Some(409));
+    assert!(err.to_string().contains(".data.mode"), "{err}");
+
+    let forced = maps
+        .patch(
+            "settings",
+            &PatchParams::apply("tuner").force(),
+            &Patch::Apply(config("slow")),
+        )
+        .await?;
+    assert_eq!(forced.data.unwrap_or_default()["mode"], "slow");
+    let managers: Vec<String> = forced
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    // Both still own `.data.level`, which they applied with the same value.
+    assert_eq!(managers, ["deployer", "tuner"]);
+    Ok(())
+}
+
 /// Deleting a pod may wait for its node to stop it; poll until it is gone.
 async fn wait_gone(pods: &Api<Pod>, name: &str) -> Result<u16> {
     let start = std::time::Instant::now();

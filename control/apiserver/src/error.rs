@@ -69,6 +69,14 @@ pub enum ApiError {
         name: String,
         message: String,
     },
+    /// A server-side apply changing fields other managers own.
+    #[error("{message}")]
+    FieldConflicts {
+        resource: String,
+        name: String,
+        message: String,
+        causes: Vec<Cause>,
+    },
     #[error("{kind} {name:?} is invalid: {}", summarize(.causes))]
     Invalid {
         kind: String,
@@ -115,7 +123,9 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::FieldConflicts { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -132,7 +142,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::FieldConflicts { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Forbidden(_) => "Forbidden",
@@ -162,6 +172,18 @@ impl ApiError {
             | ApiError::Conflict { resource, name, .. } => {
                 Some(json!({"name": name, "kind": resource}))
             }
+            ApiError::FieldConflicts {
+                resource,
+                name,
+                causes,
+                ..
+            } => Some(json!({
+                "name": name,
+                "kind": resource,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message, "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
             ApiError::Invalid { kind, name, causes } => Some(json!({
                 "name": name,
                 "kind": kind,

@@ -29,6 +29,7 @@ mod logs;
 mod meta;
 mod objects;
 mod openapi;
+mod proto;
 mod request;
 mod resources;
 mod rest;
@@ -99,7 +100,7 @@ impl ApiServer {
         let objects = Objects::new(&self.state.store, &namespaces);
         for name in SYSTEM_NAMESPACES {
             let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match objects.create(None, &ns, WriteOptions::default()).await {
+            match objects.create(None, &ns, &WriteOptions::default()).await {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
                 Err(err) => return Err(err),
             }

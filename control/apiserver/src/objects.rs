@@ -7,16 +7,30 @@ use serde_json::{Value, json};
 use skiff_store::{Compare, CompareTarget, KeyValue, Op, Revision, Store, Txn};
 
 use crate::decode::{Decoded, FieldValidation};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
 use crate::resources::Resource;
 use crate::selectors::Selectors;
 
 /// Options every write takes from its query string.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     pub dry_run: bool,
     pub validation: FieldValidation,
+    /// The `fieldManager` the write is attributed to in `managedFields`;
+    /// None for the server's own writes, which are not recorded.
+    pub manager: Option<String>,
+    /// The subresource written (`status`, `scale`), recorded with the manager.
+    pub subresource: Option<&'static str>,
+}
+
+/// How a write's `managedFields` are worked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// Attribute the changed fields to the request's manager.
+    Update,
+    /// The object already carries its new `managedFields` (server-side apply).
+    Keep,
 }
 
 /// The part of an object a write may change.
@@ -182,7 +196,7 @@ impl<'a> Objects<'a> {
         Ok(())
     }
 
-    fn decode(&self, body: &Value, options: WriteOptions) -> ApiResult<Decoded> {
+    fn decode(&self, body: &Value, options: &WriteOptions) -> ApiResult<Decoded> {
         if let Some(kind) = body["kind"].as_str()
             && kind != self.resource.kind
         {
@@ -228,12 +242,26 @@ impl<'a> Objects<'a> {
         &self,
         namespace: Option<&str>,
         body: &Value,
-        options: WriteOptions,
+        options: &WriteOptions,
+    ) -> ApiResult<Written> {
+        let decoded = self.decode(body, options)?;
+        self.insert(namespace, decoded, options, Ownership::Update)
+            .await
+    }
+
+    /// Store a new decoded object: the create half shared by POST and by a
+    /// server-side apply of an object that does not exist yet.
+    async fn insert(
+        &self,
+        namespace: Option<&str>,
+        decoded: Decoded,
+        options: &WriteOptions,
+        ownership: Ownership,
     ) -> ApiResult<Written> {
         let Decoded {
             mut object,
             warnings,
-        } = self.decode(body, options)?;
+        } = decoded;
         self.place_namespace(&mut object, namespace)?;
         let namespace = object["metadata"]["namespace"].as_str().map(String::from);
         if meta::name(&object).is_empty()
@@ -259,6 +287,10 @@ impl<'a> Objects<'a> {
         }
         (self.resource.defaults)(&mut object);
         meta::drop_empty_lists(&mut object);
+        if ownership == Ownership::Update {
+            meta::remove(&mut object, "managedFields");
+            self.record_update(None, &mut object, Part::Main, options);
+        }
         self.check(&object, None)?;
         self.admit_namespace(namespace.as_deref()).await?;
         let _reservation =
@@ -283,6 +315,200 @@ impl<'a> Objects<'a> {
         Ok(Written { object, warnings })
     }
 
+    fn writer<'w>(
+        &self,
+        options: &'w WriteOptions,
+        part: Part,
+        api_version: &'w str,
+        now: &'w str,
+    ) -> Option<skiff_patch::managed::Writer<'w>> {
+        let manager = options.manager.as_deref()?;
+        let subresource = options.subresource.unwrap_or(match part {
+            Part::Main => "",
+            Part::Status => "status",
+        });
+        Some(skiff_patch::managed::Writer {
+            manager,
+            subresource,
+            api_version,
+            now,
+            scope: match part {
+                Part::Main => skiff_patch::managed::Scope::Main,
+                Part::Status => skiff_patch::managed::Scope::Status,
+            },
+        })
+    }
+
+    /// Attribute the fields a create/update/patch changed to its manager
+    /// (`managedFields`, operation `Update`), starting from `old`'s entries.
+    fn record_update(
+        &self,
+        old: Option<&Value>,
+        next: &mut Value,
+        part: Part,
+        options: &WriteOptions,
+    ) {
+        if let Some(old) = old {
+            match old["metadata"].get("managedFields") {
+                Some(entries) => meta::set(next, "managedFields", entries.clone()),
+                None => meta::remove(next, "managedFields"),
+            }
+        }
+        let (api_version, now) = (self.resource.api_version(), meta::now());
+        let Some(writer) = self.writer(options, part, &api_version, &now) else {
+            return;
+        };
+        let schema = skiff_patch::Schema::for_kind(self.resource.kind);
+        let entries = skiff_patch::managed::record_update(&schema, old, next, &writer);
+        skiff_patch::managed::write_entries(next, &entries);
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): merge the applied
+    /// configuration into the object, creating it if missing. The bool says
+    /// whether it was created.
+    pub async fn apply(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        body: &[u8],
+        part: Part,
+        options: &WriteOptions,
+        force: bool,
+    ) -> ApiResult<(Written, bool)> {
+        let Some(manager) = options.manager.as_deref() else {
+            return Err(ApiError::BadRequest(
+                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
+                    .into(),
+            ));
+        };
+        let config: Value = serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+        if !config.is_object() {
+            return Err(ApiError::BadRequest(
+                "the applied configuration must be an object".into(),
+            ));
+        }
+        for field in ["apiVersion", "kind"] {
+            if config[field].as_str().is_none_or(str::is_empty) {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid object: {field} must be set in an applied configuration"
+                )));
+            }
+        }
+        if config["apiVersion"].as_str() != Some(&self.resource.api_version()) {
+            return Err(ApiError::BadRequest(format!(
+                "the apiVersion of the applied configuration ({}) does not match the URL ({})",
+                config["apiVersion"].as_str().unwrap_or_default(),
+                self.resource.api_version()
+            )));
+        }
+        if meta::name(&config) != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta::name(&config)
+            )));
+        }
+        // Type errors and unknown fields are reported as for any write; the
+        // configuration itself is merged as the user wrote it.
+        let Decoded { warnings, .. } = self.decode(&config, options)?;
+        let mut config = config;
+        meta::remove(&mut config, "managedFields");
+        let (api_version, now) = (self.resource.api_version(), meta::now());
+        let writer = self
+            .writer(options, part, &api_version, &now)
+            .expect("the manager is set");
+        let schema = skiff_patch::Schema::for_kind(self.resource.kind);
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let live = match self.get(namespace, name).await {
+                Ok(found) => Some(found),
+                Err(ApiError::NotFound { .. }) if part == Part::Main => None,
+                Err(err) => return Err(err),
+            };
+            let merged = skiff_patch::managed::apply(
+                &schema,
+                live.as_ref().map(|(object, _)| object),
+                &config,
+                &writer,
+                force,
+            )
+            .map_err(|conflicts| self.apply_conflict(name, manager, conflicts))?;
+            let Some((current, kv)) = live else {
+                let decoded = self.decode(&merged, options)?;
+                match self
+                    .insert(namespace, decoded, options, Ownership::Keep)
+                    .await
+                {
+                    Err(ApiError::AlreadyExists { .. }) => continue,
+                    Err(err) => return Err(err),
+                    Ok(written) => {
+                        return Ok((
+                            Written {
+                                warnings,
+                                ..written
+                            },
+                            true,
+                        ));
+                    }
+                }
+            };
+            if let Some(rv) = meta::resource_version(&config)
+                && rv != kv.mod_revision.to_string()
+            {
+                return Err(self.conflict(name));
+            }
+            let Decoded { object, .. } = self.decode(&merged, options)?;
+            match self
+                .replace(&current, &kv, object, part, options, Ownership::Keep)
+                .await
+            {
+                Err(ApiError::Conflict { .. }) => continue,
+                Err(err) => return Err(err),
+                Ok(written) => {
+                    return Ok((
+                        Written {
+                            warnings,
+                            ..written
+                        },
+                        false,
+                    ));
+                }
+            }
+        }
+        Err(self.conflict(name))
+    }
+
+    fn apply_conflict(
+        &self,
+        name: &str,
+        _manager: &str,
+        conflicts: Vec<skiff_patch::managed::Conflict>,
+    ) -> ApiError {
+        let causes: Vec<Cause> = conflicts
+            .iter()
+            .map(|c| Cause {
+                reason: "FieldManagerConflict",
+                field: c.field.clone(),
+                message: format!("conflict with {:?} using {}", c.manager, c.api_version),
+            })
+            .collect();
+        let count = causes.len();
+        let listed: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.message, c.field))
+            .collect();
+        ApiError::FieldConflicts {
+            resource: self.resource.plural.into(),
+            name: name.into(),
+            message: format!(
+                "Apply failed with {count} conflict{}: {}",
+                if count == 1 { "" } else { "s" },
+                listed.join(", ")
+            ),
+            causes,
+        }
+    }
+
     fn already_exists(&self, name: &str) -> ApiError {
         ApiError::AlreadyExists {
             resource: self.resource.plural.into(),
@@ -299,7 +525,7 @@ impl<'a> Objects<'a> {
         name: &str,
         body: &Value,
         part: Part,
-        options: WriteOptions,
+        options: &WriteOptions,
     ) -> ApiResult<Written> {
         let Decoded { object, warnings } = self.decode(body, options)?;
         let (current, kv) = self.get(namespace, name).await?;
@@ -316,7 +542,9 @@ impl<'a> Objects<'a> {
         }
         let mut object = object;
         self.place_namespace(&mut object, namespace)?;
-        let written = self.replace(&current, &kv, object, part, options).await?;
+        let written = self
+            .replace(&current, &kv, object, part, options, Ownership::Update)
+            .await?;
         Ok(Written {
             warnings,
             ..written
@@ -333,7 +561,7 @@ impl<'a> Objects<'a> {
         patch_type: skiff_patch::PatchType,
         body: &[u8],
         part: Part,
-        options: WriteOptions,
+        options: &WriteOptions,
     ) -> ApiResult<Written> {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
@@ -353,7 +581,10 @@ impl<'a> Objects<'a> {
                 )));
             }
             let Decoded { object, warnings } = self.decode(&patched, options)?;
-            match self.replace(&current, &kv, object, part, options).await {
+            match self
+                .replace(&current, &kv, object, part, options, Ownership::Update)
+                .await
+            {
                 Err(ApiError::Conflict { .. }) => continue,
                 Err(other) => return Err(other),
                 Ok(written) => {
@@ -375,7 +606,8 @@ impl<'a> Objects<'a> {
         kv: &KeyValue,
         mut next: Value,
         part: Part,
-        options: WriteOptions,
+        options: &WriteOptions,
+        ownership: Ownership,
     ) -> ApiResult<Written> {
         if self.resource.has_status {
             next = match part {
@@ -409,12 +641,17 @@ impl<'a> Objects<'a> {
                 None => meta::remove(&mut next, field),
             }
         }
+        // Compared once defaulted: a write that leaves out what defaults
+        // fill in does not change the spec.
+        (self.resource.defaults)(&mut next);
+        meta::drop_empty_lists(&mut next);
         if self.resource.tracks_generation && current["spec"] != next["spec"] {
             let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             meta::set(&mut next, "generation", json!(generation));
         }
-        (self.resource.defaults)(&mut next);
-        meta::drop_empty_lists(&mut next);
+        if ownership == Ownership::Update {
+            self.record_update(Some(current), &mut next, part, options);
+        }
         stamp(&mut next, kv.mod_revision);
         self.check(&next, Some(current))?;
         let _reservation =

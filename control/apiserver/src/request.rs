@@ -135,16 +135,14 @@ pub fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decode a create/update body: JSON or YAML.
+/// Decode a create/update body: JSON, YAML or Kubernetes protobuf.
 pub fn body_value(headers: &HeaderMap, body: &[u8]) -> ApiResult<serde_json::Value> {
     match content_type(headers).as_str() {
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}"))),
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::UnsupportedMediaType(
-            "protobuf request bodies are not supported yet; send JSON (e.g. `kubectl apply -f` or `kubectl create -f`)".into(),
-        )),
+        "application/vnd.kubernetes.protobuf" => crate::proto::decode_body(body),
         other => Err(ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
         ))),

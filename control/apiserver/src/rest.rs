@@ -76,10 +76,33 @@ fn selectors(target: &Target, query: &Query) -> ApiResult<Selectors> {
     })
 }
 
-fn write_options(query: &Query) -> ApiResult<WriteOptions> {
+/// The write options of a request. The field manager is the
+/// `fieldManager` parameter or, as Kubernetes does, the User-Agent up to
+/// its first `/` (`kubectl/v1.32.0 (linux/amd64) …` → `kubectl`).
+pub(crate) fn write_options(query: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> {
+    let manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(manager) if manager.len() > 128 || manager.chars().any(char::is_control) => {
+            return Err(ApiError::BadRequest(format!(
+                "fieldManager: Invalid value: {manager:?}: must be at most 128 printable characters"
+            )));
+        }
+        Some(manager) => manager.to_string(),
+        None => headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .unwrap_or("unknown")
+            .chars()
+            .take(128)
+            .collect(),
+    };
     Ok(WriteOptions {
         dry_run: query.dry_run()?,
         validation: FieldValidation::parse(query.get("fieldValidation"))?,
+        manager: Some(manager),
+        subresource: None,
     })
 }
 
@@ -237,7 +260,11 @@ async fn create(
     let Written {
         object, warnings, ..
     } = objects
-        .create(target.namespace.as_deref(), &value, write_options(&query)?)
+        .create(
+            target.namespace.as_deref(),
+            &value,
+            &write_options(&query, &headers)?,
+        )
         .await?;
     Ok(respond(StatusCode::CREATED, &object, &warnings))
 }
@@ -260,7 +287,7 @@ async fn update(
             name(&target),
             &value,
             part,
-            write_options(&query)?,
+            &write_options(&query, &headers)?,
         )
         .await?;
     Ok(respond(StatusCode::OK, &object, &warnings))
@@ -276,14 +303,29 @@ async fn patch(
 ) -> ApiResult<Response> {
     let media = content_type(&headers);
     if media == "application/apply-patch+yaml" {
-        return Err(ApiError::UnsupportedMediaType(
-            "server-side apply is not supported yet; use client-side `kubectl apply` (without --server-side)".into(),
-        ));
+        let objects = Objects::new(&state.store, target.resource);
+        let options = write_options(&query, &headers)?;
+        let (Written { object, warnings }, created) = objects
+            .apply(
+                target.namespace.as_deref(),
+                name(&target),
+                &body,
+                part,
+                &options,
+                query.flag("force"),
+            )
+            .await?;
+        let code = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return Ok(respond(code, &object, &warnings));
     }
     let patch_type = skiff_patch::PatchType::from_content_type(&media).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format - accepted media types include: \
-             application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {media})"
+             application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {media})"
         ))
     })?;
     let objects = Objects::new(&state.store, target.resource);
@@ -296,7 +338,7 @@ async fn patch(
             patch_type,
             &body,
             part,
-            write_options(&query)?,
+            &write_options(&query, &headers)?,
         )
         .await?;
     Ok(respond(StatusCode::OK, &object, &warnings))

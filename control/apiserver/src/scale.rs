@@ -12,7 +12,7 @@ use k8s_openapi::api::autoscaling::v1::Scale;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::decode::{FieldValidation, decode_as};
+use crate::decode::decode_as;
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::kinds::common;
 use crate::objects::{Objects, Part, WriteOptions};
@@ -102,8 +102,8 @@ pub async fn handle(
         return Ok(ok(scale_of(&parent)));
     }
     let options = WriteOptions {
-        dry_run: query.dry_run()?,
-        validation: FieldValidation::parse(query.get("fieldValidation"))?,
+        subresource: Some("scale"),
+        ..crate::rest::write_options(&query, &headers)?
     };
     let write = if method == Method::PATCH {
         let media = content_type(&headers);
@@ -150,7 +150,7 @@ pub async fn handle(
         let mut next = parent.clone();
         next["spec"]["replicas"] = json!(replicas);
         match objects
-            .update(namespace, name, &next, Part::Main, options)
+            .update(namespace, name, &next, Part::Main, &options)
             .await
         {
             Ok(written) => return Ok(ok(scale_of(&written.object))),

@@ -18,6 +18,10 @@
 //! `$setElementOrder/…`, `$retainKeys` and `$deleteFromPrimitiveList/…`
 //! directives are applied and never left in the result.
 //!
+//! Server-side apply (`application/apply-patch+yaml`) is [`managed::apply`],
+//! with the `managedFields` bookkeeping every other write needs in
+//! [`managed::record_update`]; both use the same [`Schema`] of list keys.
+//!
 //! Errors ([`PatchError`]) name the patch type and the failing operation or
 //! field, ready to be put into a 400/422 `Status` message.
 //!
@@ -54,6 +58,7 @@
 //! ```
 
 mod error;
+pub mod managed;
 mod schema;
 mod strategic;
 

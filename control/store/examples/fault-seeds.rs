@@ -27,7 +27,7 @@ fn main() -> Result<(), String> {
             }
         }
     }
-    let (mut violations, mut lost) = (0, 0);
+    let (mut violations, mut lost, mut failpoints) = (0, 0, 0);
     for seed in from..from + seeds {
         let report = run_seed_blocking(seed);
         if verbose || report.violations > 0 || report.lost_writes > 0 {
@@ -35,7 +35,9 @@ fn main() -> Result<(), String> {
         }
         violations += report.violations;
         lost += report.lost_writes;
+        failpoints += report.failpoint_crashes;
     }
     println!("seeds {seeds}, violations {violations}, lost acked writes {lost}");
+    println!("crashes at disk-write failpoints: {failpoints}");
     Ok(())
 }

@@ -38,6 +38,9 @@ pub struct StoreConfig {
     /// Applied entries kept in the Raft log before it is compacted; a member further
     /// behind than that catches up from a snapshot.
     pub log_compaction_entries: u64,
+    /// Crashes at disk-write steps, for the fault harness.
+    #[cfg(any(test, feature = "sim"))]
+    pub failpoints: Option<std::sync::Arc<crate::sim::Failpoints>>,
 }
 
 impl Default for StoreConfig {
@@ -54,6 +57,8 @@ impl Default for StoreConfig {
             watch_buffer: 256,
             request_timeout: Duration::from_secs(5),
             log_compaction_entries: 10_000,
+            #[cfg(any(test, feature = "sim"))]
+            failpoints: None,
         }
     }
 }

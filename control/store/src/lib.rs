@@ -63,6 +63,7 @@
 //! | `kv` | the key's UTF-8 bytes | format `1`, create revision, mod revision, version (`i64` each), then the value bytes |
 //! | `events` | revision (`u64`) | format `1`, count (`u32`), then per event: kind (`1` put, `2` delete), the kv, a `0`/`1` marker and the previous kv |
 //! | `meta` | `applied_index` / `revision` / `compacted` | `u64` / `i64` / `i64` |
+//! | `meta` | `member/` + id (`u64`) | a [`Member`] as JSON |
 //!
 //! In `events`, a kv is key and value as `u32` length + bytes, then create revision,
 //! mod revision and version as `i64`. A Raft entry's data is format `1`, the request
@@ -77,6 +78,7 @@ mod codec;
 mod config;
 mod disk;
 mod error;
+mod history;
 mod logger;
 mod mvcc;
 mod net;
@@ -100,7 +102,7 @@ pub use net::{TcpTransport, serve_peers};
 pub use store::{ReadConsistency, Store};
 pub use transport::{RaftMessage, Transport};
 pub use types::{
-    Compare, CompareTarget, EventKind, KeyValue, Member, Op, OpResult, RangeResponse, Revision,
-    Txn, TxnResponse, WatchEvent,
+    Compare, CompareTarget, EventKind, KeyValue, Member, Op, OpResult, RangeOptions, RangeResponse,
+    Revision, Txn, TxnResponse, WatchEvent,
 };
 pub use watch::Watch;

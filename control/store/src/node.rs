@@ -63,6 +63,12 @@ pub(crate) struct RaftNode {
     ticks: u64,
     heartbeat_ticks: u64,
     pub log_compaction_entries: u64,
+    /// A failpoint fired: the task stops where it is, as a crashed process would.
+    pub crashed: bool,
+    /// Failpoints fire only once the node runs (not while `start` replays the log).
+    running: bool,
+    #[cfg(any(test, feature = "sim"))]
+    failpoints: Option<Arc<crate::sim::Failpoints>>,
 }
 
 impl RaftNode {
@@ -74,7 +80,18 @@ impl RaftNode {
         state: AppliedState,
         transport: Arc<dyn Transport>,
     ) -> Result<RaftNode, StoreError> {
-        let storage = RaftLog::open(&shared.trees, &config.members)?;
+        let mut storage = RaftLog::open(&shared.trees, &config.members)?;
+        // The apply step runs before the `Ready`'s hard state is written, so a crash in
+        // between (or sled persisting the apply transaction first) leaves a commit index
+        // below the applied index. What was applied was committed: raise it.
+        if storage.hard_state().commit < state.index {
+            tracing::info!(
+                commit = storage.hard_state().commit,
+                applied = state.index,
+                "raising the recorded commit index to the applied index"
+            );
+            storage.set_commit(state.index)?;
+        }
         let raft_config = raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
@@ -109,6 +126,10 @@ impl RaftNode {
             ticks: 0,
             heartbeat_ticks: config.heartbeat_ticks as u64,
             log_compaction_entries: config.log_compaction_entries,
+            crashed: false,
+            running: false,
+            #[cfg(any(test, feature = "sim"))]
+            failpoints: config.failpoints.clone(),
         };
         if alone {
             // Alone, this member wins at once; waiting for an election timeout would
@@ -126,7 +147,22 @@ impl RaftNode {
             ));
         }
         node.after_ready();
+        node.running = true;
         Ok(node)
+    }
+
+    /// True (and the task is then crashed) if the fault harness armed a crash at
+    /// `point`. Always false outside the harness.
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn fail(&mut self, point: crate::sim::FailPoint) -> bool {
+        if self.running
+            && let Some(failpoints) = &self.failpoints
+            && failpoints.hit(point)
+        {
+            tracing::info!(?point, "failpoint: crashing the raft task");
+            self.crashed = true;
+        }
+        self.crashed
     }
 
     /// Runs until `cancel` fires or every `Store` handle is gone, then fails whatever
@@ -160,8 +196,13 @@ impl RaftNode {
                     }
                 }
             }
-            while self.raw.has_ready() {
+            while !self.crashed && self.raw.has_ready() {
                 self.handle_ready();
+            }
+            if self.crashed {
+                // Gone as a crashed process is: no flush, nothing more sent.
+                cancel.cancel();
+                break;
             }
             self.after_ready();
         }
@@ -311,6 +352,9 @@ impl RaftNode {
             for reply in batch.replies {
                 let _ = reply.send(Err(StoreError::Stopped));
             }
+        }
+        if self.crashed {
+            return;
         }
         if let Err(error) = self.shared.trees.db.flush_async().await {
             tracing::error!(%error, "flushing the store on shutdown failed");

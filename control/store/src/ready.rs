@@ -13,6 +13,17 @@ use crate::disk::fatal;
 use crate::node::RaftNode;
 use crate::raft_log::decode;
 
+/// True if the fault harness crashes the task at this step (never outside it).
+macro_rules! crash_at {
+    ($node:expr, $point:ident) => {{
+        #[cfg(any(test, feature = "sim"))]
+        let crash = $node.fail(crate::sim::FailPoint::$point);
+        #[cfg(not(any(test, feature = "sim")))]
+        let crash = false;
+        crash
+    }};
+}
+
 impl RaftNode {
     pub(crate) fn handle_ready(&mut self) {
         let mut ready = self.raw.ready();
@@ -21,6 +32,9 @@ impl RaftNode {
             let hard_state = self.raw.store().hard_state().clone();
             match self.machine.install(ready.snapshot(), &hard_state) {
                 Ok((hard_state, conf_state)) => {
+                    if crash_at!(self, MidSnapshotInstall) {
+                        return;
+                    }
                     self.raw.mut_store().restored(hard_state, conf_state);
                 }
                 Err(error) => fatal("installing a raft snapshot", &error),
@@ -37,10 +51,19 @@ impl RaftNode {
             }
         }
         self.apply(ready.take_committed_entries());
+        if self.crashed || crash_at!(self, AfterApply) {
+            return;
+        }
 
         let wrote = !ready.entries().is_empty() || ready.hs().is_some();
-        if let Err(error) = self.raw.mut_store().append(ready.entries(), ready.hs()) {
+        if let Err(error) = self.raw.mut_store().append(ready.entries(), None) {
             fatal("persisting raft entries", &error);
+        }
+        if !ready.entries().is_empty() && crash_at!(self, BetweenEntriesAndHardState) {
+            return;
+        }
+        if let Err(error) = self.raw.mut_store().append(&[], ready.hs()) {
+            fatal("persisting the raft hard state", &error);
         }
         if wrote {
             self.flush();
@@ -56,6 +79,9 @@ impl RaftNode {
         }
         self.send(light.take_messages());
         self.apply(light.take_committed_entries());
+        if self.crashed || crash_at!(self, AfterApply) {
+            return;
+        }
         self.raw.advance_apply();
     }
 
@@ -97,6 +123,9 @@ impl RaftNode {
             if entry.get_entry_type() != EntryType::EntryNormal {
                 self.apply_normal(&entries[run..at]);
                 self.apply_conf_change(entry);
+                if crash_at!(self, AfterMembershipChange) {
+                    return;
+                }
                 run = at + 1;
             }
         }
@@ -140,7 +169,14 @@ impl RaftNode {
                     voters = ?conf_state.voters,
                     "membership changed"
                 );
+                let removed = !conf_state.voters.contains(&self.raw.raft.id);
                 self.raw.mut_store().set_conf_state(conf_state);
+                if removed && self.raw.raft.state == StateRole::Leader {
+                    // A leader that removed itself would otherwise go on leading a
+                    // group it is not in (raft-rs leaves this case to the caller).
+                    let term = self.raw.raft.term + 1;
+                    self.raw.raft.become_follower(term, raft::INVALID_ID);
+                }
                 Ok(Outcome::Members(members))
             }
             Err(error) => {

@@ -12,12 +12,14 @@ use tokio_util::task::TaskTracker;
 use crate::apply::{AppliedState, Outcome};
 use crate::codec::{self, Command};
 use crate::disk::{self, Trees};
+use crate::history;
 use crate::node::{Input, RaftNode};
 use crate::shared::Shared;
 use crate::transport::{NoPeers, RaftMessage, Transport};
 use crate::watch::{self, Watch};
 use crate::{
-    KeyValue, Member, RangeResponse, Revision, StoreConfig, StoreError, Txn, TxnResponse, mvcc,
+    KeyValue, Member, RangeOptions, RangeResponse, Revision, StoreConfig, StoreError, Txn,
+    TxnResponse, mvcc,
 };
 
 /// A handle to an open store; clones share it.
@@ -123,6 +125,12 @@ impl Store {
     /// The revision at or below which history has been dropped (0 if never compacted).
     pub fn compacted_revision(&self) -> Revision {
         self.inner.shared.compacted()
+    }
+
+    /// True once the store was closed or its Raft task ended: requests fail with
+    /// `Stopped`.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.cancel.is_cancelled()
     }
 
     /// This member's Raft id.
@@ -258,22 +266,30 @@ impl Store {
         prefix: &str,
         consistency: ReadConsistency,
     ) -> Result<RangeResponse, StoreError> {
-        self.read_barrier(consistency).await?;
+        let options = RangeOptions {
+            consistency,
+            ..RangeOptions::default()
+        };
+        self.range_page(prefix, &options).await
+    }
+
+    /// Keys starting with `prefix`, sorted, as of `options`: at an older revision, from a
+    /// start key, at most a limit of them (module `history` rebuilds older states).
+    pub async fn range_page(
+        &self,
+        prefix: &str,
+        options: &RangeOptions,
+    ) -> Result<RangeResponse, StoreError> {
+        self.read_barrier(options.consistency).await?;
         let shared = &self.inner.shared;
         let _gate = shared.read_gate();
-        let revision = shared.revision();
-        let kvs = shared
-            .trees
-            .kv
-            .scan_prefix(prefix.as_bytes())
-            .map(|item| {
-                let (key, value) = item.map_err(StoreError::sled("scanning keys"))?;
-                let key = String::from_utf8(key.to_vec())
-                    .map_err(|e| StoreError::codec("stored key", e.to_string()))?;
-                Ok(codec::decode_kv(&value)?.into_key_value(key))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(RangeResponse { kvs, revision })
+        history::range(
+            &shared.trees,
+            shared.revision(),
+            shared.compacted(),
+            prefix,
+            options,
+        )
     }
 
     /// Runs `txn` through the Raft log and returns once it is applied.

@@ -21,6 +21,24 @@ pub struct KeyValue {
 pub struct RangeResponse {
     pub kvs: Vec<KeyValue>,
     pub revision: Revision,
+    /// Keys were left out by [`RangeOptions::limit`]: ask again from the key after the
+    /// last one returned (its key + `"\0"`) at the same `revision`.
+    pub more: bool,
+}
+
+/// What [`Store::range_page`](crate::Store::range_page) reads beyond a prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeOptions {
+    /// Read the keys as they were at this revision (`None`: the latest). Below the
+    /// compacted revision fails with `Compacted`, above the current with `FutureRevision`.
+    pub revision: Option<Revision>,
+    /// Return at most this many keys (`None`: all); `RangeResponse::more` tells whether
+    /// some were left out.
+    pub limit: Option<usize>,
+    /// Start at this key (inclusive) rather than at the prefix: how a next page (a
+    /// Kubernetes `continue`) resumes.
+    pub start: Option<String>,
+    pub consistency: crate::ReadConsistency,
 }
 
 /// If every compare holds, run `success`, otherwise `failure`; atomically, as one revision.

@@ -5,14 +5,30 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Faults, Network};
-use crate::{Store, StoreConfig, StoreError};
+use super::{Failpoints, Faults, Network};
+use crate::{Member, Store, StoreConfig, StoreError};
 
 pub struct Cluster {
     pub ids: Vec<u64>,
     pub network: Arc<Network>,
     dirs: HashMap<u64, tempfile::TempDir>,
+    /// Each member's failpoints; they outlive restarts.
+    pub failpoints: HashMap<u64, Arc<Failpoints>>,
+    /// Members started after the group (by [`Cluster::join`]): they open with an empty
+    /// member list and wait for the leader's snapshot.
+    joined: Vec<u64>,
     base: StoreConfig,
+}
+
+fn data_dir() -> Result<tempfile::TempDir, StoreError> {
+    // tmpfs when there is one: fsync is then cheap and seeds run fast.
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .map_err(|e| StoreError::Config(format!("creating a data dir: {e}")))
 }
 
 impl Cluster {
@@ -26,20 +42,14 @@ impl Cluster {
         let ids: Vec<u64> = (1..=size).collect();
         let mut dirs = HashMap::new();
         for id in &ids {
-            // tmpfs when there is one: fsync is then cheap and seeds run fast.
-            let shm = std::path::Path::new("/dev/shm");
-            let dir = if shm.is_dir() {
-                tempfile::tempdir_in(shm)
-            } else {
-                tempfile::tempdir()
-            }
-            .map_err(|e| StoreError::Config(format!("creating a data dir: {e}")))?;
-            dirs.insert(*id, dir);
+            dirs.insert(*id, data_dir()?);
         }
         let cluster = Cluster {
-            ids,
+            ids: ids.clone(),
             network: Network::new(seed, faults),
+            failpoints: ids.iter().map(|id| (*id, Arc::default())).collect(),
             dirs,
+            joined: Vec::new(),
             base,
         };
         for id in cluster.ids.clone() {
@@ -48,18 +58,51 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Starts member `id` in a new data directory with an empty member list, as a
+    /// member added to the running group (by [`Store::add_member`]) starts.
+    pub async fn join(&mut self, id: u64) -> Result<(), StoreError> {
+        self.dirs.insert(id, data_dir()?);
+        self.failpoints.insert(id, Arc::default());
+        self.joined.push(id);
+        self.ids.push(id);
+        self.restart(id).await
+    }
+
     pub fn config(&self, id: u64) -> StoreConfig {
+        let initial: Vec<u64> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !self.joined.contains(id))
+            .collect();
         StoreConfig {
             id,
-            members: self.ids.clone(),
+            member_info: if self.joined.contains(&id) {
+                Vec::new()
+            } else {
+                initial
+                    .iter()
+                    .map(|id| Member {
+                        id: *id,
+                        name: format!("n{id}"),
+                        peer_addr: String::new(),
+                    })
+                    .collect()
+            },
+            members: if self.joined.contains(&id) {
+                Vec::new()
+            } else {
+                initial
+            },
             data_dir: self.dirs[&id].path().join("store"),
+            failpoints: self.failpoints.get(&id).cloned(),
             ..self.base.clone()
         }
     }
 
-    /// The running member `id`, if it is up.
+    /// The running member `id`, if it is up (a member a failpoint crashed is not).
     pub fn store(&self, id: u64) -> Option<Store> {
-        self.network.member(id)
+        self.network.member(id).filter(|store| !store.is_stopped())
     }
 
     pub fn running(&self) -> Vec<u64> {
@@ -83,6 +126,8 @@ impl Cluster {
         if self.store(id).is_some() {
             return Ok(());
         }
+        // Crashed by a failpoint: still attached, its task gone.
+        self.crash(id).await;
         let mut attempts = 0;
         loop {
             let transport = self.network.transport(id);
@@ -102,8 +147,12 @@ impl Cluster {
         }
     }
 
-    /// Restarts every member, heals the network and stops injecting faults.
+    /// Restarts every member, heals the network and stops injecting faults (failpoints
+    /// included).
     pub async fn recover(&self) -> Result<(), StoreError> {
+        for failpoints in self.failpoints.values() {
+            failpoints.disarm();
+        }
         self.network.heal();
         self.network.set_faults(Faults::none());
         for id in self.ids.clone() {

@@ -10,6 +10,7 @@
 
 mod checker;
 mod cluster;
+mod failpoint;
 mod history;
 mod network;
 mod rng;
@@ -19,6 +20,7 @@ mod tests;
 
 pub use checker::{Verdict, check};
 pub use cluster::Cluster;
+pub use failpoint::{FailPoint, Failpoints};
 pub use history::{History, Kind, Operation};
 pub use network::{Faults, Network};
 pub use rng::Rng;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::history::Value;
-use super::{Cluster, Faults, History, Kind, Operation, Rng, check};
+use super::{Cluster, FailPoint, Faults, History, Kind, Operation, Rng, check};
 use crate::{Compare, CompareTarget, Op, Store, StoreConfig, StoreError, Txn};
 
 const PREFIX: &str = "/t/";
@@ -24,6 +24,8 @@ pub struct SeedReport {
     /// Keys without a linearization, plus 1 if the members did not converge.
     pub violations: usize,
     pub lost_writes: usize,
+    /// Crashes at failpoints inside disk-write steps.
+    pub failpoint_crashes: usize,
     pub details: Vec<String>,
 }
 
@@ -97,6 +99,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     let operations = history.operations();
     report.operations = operations.len();
     report.unknown = operations.iter().filter(|op| !op.acknowledged()).count();
+    report.failpoint_crashes = cluster.failpoints.values().map(|f| f.fired().len()).sum();
     let verdict = check(&operations, &finals);
     report.violations += verdict.violations.len();
     report.lost_writes = verdict.lost_writes;
@@ -201,7 +204,14 @@ async fn nemesis(cluster: Arc<Cluster>, mut rng: Rng) {
             2 => {
                 let down = ids.len() - cluster.running().len();
                 if down < minority.max(1) {
-                    cluster.crash(*rng.pick(&ids)).await;
+                    let id = *rng.pick(&ids);
+                    if rng.chance(0.5) {
+                        cluster.crash(id).await;
+                    } else {
+                        // Crash inside a disk-write step, a few hits from now.
+                        let point = *rng.pick(&FailPoint::ALL);
+                        cluster.failpoints[&id].arm(point, 1 + rng.below(4));
+                    }
                 }
             }
             3 | 4 => {

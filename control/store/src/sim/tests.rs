@@ -166,3 +166,283 @@ mod cluster {
         assert!(error.contains("transport"), "{error}");
     }
 }
+
+mod membership {
+    use std::time::Duration;
+
+    use crate::sim::{Cluster, Faults};
+    use crate::{Member, Op, Store, StoreConfig, StoreError, Txn};
+
+    fn config() -> StoreConfig {
+        StoreConfig {
+            tick_interval: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(3),
+            log_compaction_entries: 6,
+            ..StoreConfig::default()
+        }
+    }
+
+    fn member(id: u64) -> Member {
+        Member {
+            id,
+            name: format!("n{id}"),
+            peer_addr: String::new(),
+        }
+    }
+
+    /// Retries `op` through `store` until it succeeds (timeouts are expected while
+    /// leadership moves or messages are lost).
+    async fn put(store: &Store, key: &str, value: &str) {
+        for _ in 0..50 {
+            if store.txn(Txn::ops(vec![Op::put(key, value)])).await.is_ok() {
+                return;
+            }
+        }
+        panic!("no write of {key} succeeded through member {}", store.id());
+    }
+
+    async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        for _ in 0..500 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// A change whose answer was lost may have been applied: asking again then says
+    /// so, which counts as done.
+    async fn change(
+        store: &Store,
+        done: impl Fn(&[Member]) -> bool,
+        mut ask: impl AsyncFnMut() -> Result<Vec<Member>, StoreError>,
+    ) {
+        for _ in 0..50 {
+            match ask().await {
+                Ok(members) if done(&members) => return,
+                _ if done(&store.members()) => return,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("membership change never took effect on {}", store.id());
+    }
+
+    async fn keys(store: &Store) -> Option<Vec<(String, Vec<u8>)>> {
+        let range = store.range("/m/").await.ok()?;
+        Some(range.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect())
+    }
+
+    /// Under message loss, duplication and delay: a member joins and catches up from a
+    /// snapshot, survives a crash, the leader removes itself, and every remaining
+    /// member converges on the same keys and member list.
+    async fn join_crash_and_remove_the_leader(seed: u64) {
+        let faults = Faults {
+            drop: 0.05,
+            duplicate: 0.05,
+            max_delay: Duration::from_millis(15),
+        };
+        let mut cluster = Cluster::start(3, seed, faults, config()).await.unwrap();
+        let first = cluster.store(1).unwrap();
+        for i in 0..20 {
+            put(&first, &format!("/m/{}", i % 4), &i.to_string()).await;
+        }
+
+        change(
+            &first,
+            |m| m.len() == 4,
+            async || first.add_member(member(4)).await,
+        )
+        .await;
+        cluster.join(4).await.unwrap();
+        let fourth = cluster.store(4).unwrap();
+        put(&fourth, "/m/from-4", "x").await;
+        let expected = keys(&first).await;
+        wait_until("the new member to catch up", async || {
+            keys(&fourth).await == expected
+        })
+        .await;
+        assert_eq!(fourth.members().len(), 4);
+
+        // Its membership survives a crash: it comes back from its own directory.
+        drop(fourth);
+        cluster.crash(4).await;
+        put(&first, "/m/while-4-down", "y").await;
+        cluster.restart(4).await.unwrap();
+        let fourth = cluster.store(4).unwrap();
+        assert_eq!(fourth.members().len(), 4);
+
+        // The leader removes itself; the other three go on.
+        let mut leader = 0;
+        wait_until("a leader", async || {
+            leader = first.leader().unwrap_or(0);
+            leader != 0
+        })
+        .await;
+        let removing = cluster.store(leader).unwrap();
+        change(
+            &removing,
+            |m| !m.iter().any(|m| m.id == leader),
+            async || removing.remove_member(leader).await,
+        )
+        .await;
+        drop(removing);
+        cluster.crash(leader).await;
+        let rest: Vec<u64> = cluster
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| *id != leader)
+            .collect();
+        let writer = cluster.store(rest[0]).unwrap();
+        put(&writer, "/m/after-removal", "z").await;
+        cluster.network.heal();
+        cluster.network.set_faults(Faults::none());
+        let expected = keys(&writer).await.expect("a read after recovery");
+        for id in &rest {
+            let store = cluster.store(*id).unwrap();
+            wait_until("members to converge", async || {
+                keys(&store).await.as_ref() == Some(&expected)
+                    && store.members().iter().map(|m| m.id).collect::<Vec<_>>() == rest
+            })
+            .await;
+        }
+        cluster.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn membership_changes_under_faults_seed_1() {
+        join_crash_and_remove_the_leader(1).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn membership_changes_under_faults_seed_2() {
+        join_crash_and_remove_the_leader(2).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn membership_changes_under_faults_seed_3() {
+        join_crash_and_remove_the_leader(3).await;
+    }
+}
+
+mod failpoints {
+    use std::time::Duration;
+
+    use crate::sim::{Cluster, FailPoint, Faults};
+    use crate::{Member, Op, Store, StoreConfig, Txn};
+
+    fn config() -> StoreConfig {
+        StoreConfig {
+            tick_interval: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(3),
+            log_compaction_entries: 5,
+            ..StoreConfig::default()
+        }
+    }
+
+    async fn put(store: &Store, key: &str, value: &str) {
+        for _ in 0..50 {
+            if store.txn(Txn::ops(vec![Op::put(key, value)])).await.is_ok() {
+                return;
+            }
+        }
+        panic!("no write of {key} succeeded through member {}", store.id());
+    }
+
+    async fn state(store: &Store) -> Option<Vec<(String, i64)>> {
+        let range = store.range("/f/").await.ok()?;
+        Some(
+            range
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key, kv.mod_revision))
+                .collect(),
+        )
+    }
+
+    /// Waits until member `id` has crashed at its armed failpoint, restarts it, and
+    /// waits until it holds what member `reference` holds.
+    async fn crashed_then_recovers(cluster: &Cluster, id: u64, reference: u64, point: FailPoint) {
+        for _ in 0..500 {
+            if cluster.failpoints[&id].fired().contains(&point) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            cluster.failpoints[&id].fired().contains(&point),
+            "{point:?} never fired on member {id}"
+        );
+        assert!(cluster.store(id).is_none(), "member {id} still runs");
+        cluster.restart(id).await.unwrap();
+        let reference = cluster.store(reference).unwrap();
+        put(&reference, "/f/after", &format!("{point:?}")).await;
+        let expected = state(&reference).await;
+        let store = cluster.store(id).unwrap();
+        for _ in 0..500 {
+            if state(&store).await == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("member {id} did not catch up after crashing at {point:?}");
+    }
+
+    /// A crash at each disk-write step loses nothing: the member restarts from its
+    /// directory alone and converges with the group.
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_at_each_disk_write_step_is_recovered() {
+        let mut cluster = Cluster::start(3, 9, Faults::none(), config())
+            .await
+            .unwrap();
+        let first = cluster.store(1).unwrap();
+        put(&first, "/f/a", "1").await;
+        let leader = first.leader().unwrap();
+        // Holding a handle would keep the data directory locked across restarts.
+        drop(first);
+        let follower = cluster
+            .ids
+            .iter()
+            .copied()
+            .find(|id| *id != leader)
+            .unwrap();
+
+        for point in [FailPoint::BetweenEntriesAndHardState, FailPoint::AfterApply] {
+            cluster.failpoints[&follower].arm(point, 2);
+            for i in 0..4 {
+                put(&cluster.store(leader).unwrap(), &format!("/f/{i}"), "x").await;
+            }
+            crashed_then_recovers(&cluster, follower, leader, point).await;
+        }
+
+        // Behind the compacted log, the follower gets a snapshot and crashes installing it.
+        cluster.crash(follower).await;
+        for i in 0..20 {
+            put(
+                &cluster.store(leader).unwrap(),
+                &format!("/f/s{}", i % 4),
+                &i.to_string(),
+            )
+            .await;
+        }
+        cluster.failpoints[&follower].arm(FailPoint::MidSnapshotInstall, 1);
+        cluster.restart(follower).await.unwrap();
+        crashed_then_recovers(&cluster, follower, leader, FailPoint::MidSnapshotInstall).await;
+
+        // A member crashes right after applying a membership change.
+        cluster.failpoints[&follower].arm(FailPoint::AfterMembershipChange, 1);
+        let added = Member {
+            id: 4,
+            name: "n4".into(),
+            peer_addr: String::new(),
+        };
+        let leader_store = cluster.store(leader).unwrap();
+        leader_store.add_member(added).await.unwrap();
+        cluster.join(4).await.unwrap();
+        crashed_then_recovers(&cluster, follower, leader, FailPoint::AfterMembershipChange).await;
+        assert_eq!(cluster.store(follower).unwrap().members().len(), 4);
+        drop(leader_store);
+        cluster.shutdown().await;
+    }
+}
