@@ -255,3 +255,6 @@ async fn dispatch(
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -137,8 +137,10 @@ pub fn apply_patch(
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_slice(patch)
                 .map_err(|source| PatchError::decode(patch_type, source))?;
+            // Applied to a copy that is dropped on failure: json-patch's own
+            // rollback (`patch`) can panic when an undo step fails.
             let mut doc = original.clone();
-            json_patch::patch(&mut doc, &ops.0).map_err(|source| {
+            json_patch::patch_unsafe(&mut doc, &ops.0).map_err(|source| {
                 let (op, path) = describe_operation(ops.0.get(source.operation));
                 PatchError::JsonPatch {
                     index: source.operation,

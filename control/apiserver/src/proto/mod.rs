@@ -431,4 +431,4 @@ fn special(name: &str, mut fields: Map<String, Value>) -> Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

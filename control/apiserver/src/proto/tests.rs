@@ -4,10 +4,10 @@ use super::*;
 
 /// A minimal protobuf writer for building request bodies by hand.
 #[derive(Default)]
-struct Msg(Vec<u8>);
+pub(crate) struct Msg(pub(crate) Vec<u8>);
 
 impl Msg {
-    fn varint(&mut self, mut v: u64) {
+    pub(crate) fn varint(&mut self, mut v: u64) {
         loop {
             let byte = (v & 0x7f) as u8;
             v >>= 7;
@@ -18,32 +18,32 @@ impl Msg {
             self.0.push(byte | 0x80);
         }
     }
-    fn bytes(mut self, field: u64, data: &[u8]) -> Msg {
+    pub(crate) fn bytes(mut self, field: u64, data: &[u8]) -> Msg {
         self.varint(field << 3 | 2);
         self.varint(data.len() as u64);
         self.0.extend_from_slice(data);
         self
     }
-    fn str(self, field: u64, s: &str) -> Msg {
+    pub(crate) fn str(self, field: u64, s: &str) -> Msg {
         self.bytes(field, s.as_bytes())
     }
-    fn msg(self, field: u64, m: Msg) -> Msg {
+    pub(crate) fn msg(self, field: u64, m: Msg) -> Msg {
         self.bytes(field, &m.0)
     }
-    fn int(mut self, field: u64, v: u64) -> Msg {
+    pub(crate) fn int(mut self, field: u64, v: u64) -> Msg {
         self.varint(field << 3);
         self.varint(v);
         self
     }
-    fn entry(self, field: u64, key: &str, value: Msg) -> Msg {
+    pub(crate) fn entry(self, field: u64, key: &str, value: Msg) -> Msg {
         self.msg(field, Msg::default().str(1, key).msg(2, value))
     }
-    fn str_entry(self, field: u64, key: &str, value: &str) -> Msg {
+    pub(crate) fn str_entry(self, field: u64, key: &str, value: &str) -> Msg {
         self.msg(field, Msg::default().str(1, key).str(2, value))
     }
 }
 
-fn envelope(api_version: &str, kind: &str, raw: Msg) -> Vec<u8> {
+pub(crate) fn envelope(api_version: &str, kind: &str, raw: Msg) -> Vec<u8> {
     let unknown = Msg::default()
         .msg(1, Msg::default().str(1, api_version).str(2, kind))
         .bytes(2, &raw.0);
