@@ -1,9 +1,10 @@
 //! `skiff node`: a node agent on its own, joining the control plane that a
-//! kubeconfig points at. `skiff up` starts the same agent in-process through
-//! [`start_agent`].
+//! kubeconfig points at. `skiff up` starts the same agent in-process, built
+//! with the same [`wasm_runtime`] and [`agent_config`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -26,19 +27,21 @@ pub struct NodeArgs {
     pub node_addr: SocketAddr,
 }
 
-/// A node agent with the Wasm runtime, its state under `data_dir`
-/// (`wasm-cache/` and `node/`), ready to run.
-pub fn start_agent(
-    client: kube::Client,
-    data_dir: &Path,
-    node_name: Option<String>,
-    node_addr: SocketAddr,
-) -> Result<skiff_agent::NodeAgent> {
-    let wasm = skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig {
+/// The node's Wasm runtime, its compile cache in `data_dir/wasm-cache`.
+pub fn wasm_runtime(data_dir: &Path) -> Result<skiff_wasm::WasmRuntime> {
+    skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig {
         cache_dir: data_dir.join("wasm-cache"),
         ..skiff_wasm::RuntimeConfig::default()
     })
-    .context("starting the Wasm runtime")?;
+    .context("starting the Wasm runtime")
+}
+
+/// The node agent's settings, its state in `data_dir/node`.
+pub fn agent_config(
+    data_dir: &Path,
+    node_name: Option<String>,
+    node_addr: SocketAddr,
+) -> Result<skiff_agent::AgentConfig> {
     let mut config = skiff_agent::AgentConfig {
         data_dir: data_dir.join("node"),
         listen_addr: node_addr,
@@ -48,7 +51,7 @@ pub fn start_agent(
         config.node_name = name;
     }
     config.validate().context("node configuration")?;
-    Ok(skiff_agent::NodeAgent::new(config, client, wasm))
+    Ok(config)
 }
 
 pub async fn run(args: NodeArgs) -> Result<()> {
@@ -62,7 +65,10 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         .with_context(|| format!("using {}", args.kubeconfig.display()))?;
     let server = config.cluster_url.clone();
     let client = kube::Client::try_from(config).context("building the API client")?;
-    let agent = start_agent(client, &data_dir, args.name, args.node_addr)?;
+    let config = agent_config(&data_dir, args.name, args.node_addr)?;
+    // Wasm pods only for now: the OCI driver is `skiff up`'s.
+    let drivers = skiff_agent::Drivers::new(Arc::new(wasm_runtime(&data_dir)?), None);
+    let agent = skiff_agent::NodeAgent::new(config, client, drivers);
     let cancel = CancellationToken::new();
     let mut task = tokio::spawn(agent.run(cancel.clone()));
     println!("Skiff node is up, joined {server}");

@@ -50,6 +50,7 @@ pub mod cluster;
 pub mod config;
 pub mod container;
 pub mod driver;
+pub mod drivers;
 pub mod events;
 pub mod http;
 pub mod kube_cluster;
@@ -72,4 +73,5 @@ pub use driver::{
     ContainerDriver, ExitStatus, MountSpec, PrepareError, PreparedImage, ProcessLimits,
     ProcessSpec, RunError,
 };
+pub use drivers::Drivers;
 pub use kube_cluster::KubeCluster;

@@ -92,6 +92,11 @@ impl ContainerDriver for WasmRuntime {
             let options = pull_options(image, pull);
             match WasmRuntime::prepare_with(self, image, &options).await {
                 Ok(prepared) => Ok(PreparedImage::new(prepared.image_id, prepared.program)),
+                Err(error) if error.is_container_image() => Err(PrepareError::WrongKind {
+                    image: image.to_string(),
+                    expected: "a Wasm artifact",
+                    source: Box::new(error),
+                }),
                 Err(error) if error.is_pull_error() => Err(PrepareError::Pull {
                     image: image.to_string(),
                     source: Box::new(error),
@@ -129,6 +134,7 @@ impl ContainerDriver for WasmRuntime {
                 mounts,
                 working_dir,
                 limits,
+                context: _,
             } = process;
             let process = Process {
                 args,
@@ -169,7 +175,10 @@ impl ContainerDriver for WasmRuntime {
                 Exit::Code(code) => ExitStatus::Code(code),
                 Exit::Trap(message) => ExitStatus::Trap(message),
                 Exit::Killed => ExitStatus::Killed,
-                Exit::OutOfMemory(message) => ExitStatus::OutOfMemory(message),
+                Exit::OutOfMemory(message) => {
+                    tracing::info!(%message, "container ran out of memory");
+                    ExitStatus::OomKilled
+                }
             })
         }
         .boxed()

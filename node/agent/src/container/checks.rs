@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::probe::{Action, CheckFuture, Checker};
 use crate::driver::{
-    ContainerDriver, ExitStatus, MountSpec, PreparedImage, ProcessLimits, ProcessSpec, ServedPort,
-    error_chain,
+    ContainerDriver, ExitStatus, MountSpec, PreparedImage, ProcessContext, ProcessLimits,
+    ProcessSpec, ServedPort, error_chain,
 };
 
 /// Everything an exec probe needs to start the container's program again.
@@ -26,6 +26,7 @@ pub struct ExecTemplate {
     pub mounts: Vec<MountSpec>,
     pub working_dir: Option<String>,
     pub limits: ProcessLimits,
+    pub context: Option<ProcessContext>,
 }
 
 pub struct ContainerChecks {
@@ -103,15 +104,15 @@ impl ContainerChecks {
             mounts: template.mounts.clone(),
             working_dir: template.working_dir.clone(),
             limits: template.limits,
+            context: template.context.clone(),
         };
         let cancel = CancellationToken::new();
         let _stop = cancel.clone().drop_guard();
         match template.driver.run(&template.image, process, cancel).await {
             Ok(ExitStatus::Code(0)) => Ok(()),
             Ok(ExitStatus::Code(code)) => Err(format!("command {command:?} exited with {code}")),
-            Ok(ExitStatus::Trap(message) | ExitStatus::OutOfMemory(message)) => {
-                Err(format!("command {command:?} trapped: {message}"))
-            }
+            Ok(ExitStatus::Trap(message)) => Err(format!("command {command:?} trapped: {message}")),
+            Ok(ExitStatus::OomKilled) => Err(format!("command {command:?} ran out of memory")),
             Ok(ExitStatus::Killed) => Err(format!("command {command:?} was killed")),
             Err(error) => Err(format!(
                 "command {command:?} could not run: {}",

@@ -120,11 +120,10 @@ impl Outcome {
                 reason: "Error",
                 message: None,
             },
-            // Killed for its memory use, as the kernel's OOM killer would: SIGKILL.
-            ExitStatus::OutOfMemory(text) => Outcome {
+            ExitStatus::OomKilled => Outcome {
                 exit_code: KILLED_EXIT_CODE,
                 reason: "OOMKilled",
-                message: Some(text),
+                message: None,
             },
         }
     }

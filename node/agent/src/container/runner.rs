@@ -16,8 +16,8 @@ use super::probe::{self, Probes, Verdict};
 use super::{limits, ports};
 use crate::cluster::Cluster;
 use crate::driver::{
-    ContainerDriver, ImagePullPolicy, MountSpec, PreparedImage, ProcessSpec, PullRequest,
-    error_chain,
+    ContainerDriver, ImagePullPolicy, MountSpec, PodSandbox, PreparedImage, ProcessContext,
+    ProcessSpec, PullRequest, error_chain,
 };
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
@@ -62,6 +62,8 @@ pub struct RunnerContext {
     pub host_ip: String,
     pub allocatable: Allocatable,
     pub volumes: Arc<PodVolumes>,
+    /// The pod as the driver sees it (runtime class, grace period).
+    pub sandbox: Arc<PodSandbox>,
 }
 
 /// What a container is started with, put together right before each start.
@@ -222,6 +224,7 @@ impl ContainerRunner {
         let pull = PullRequest {
             policy: ImagePullPolicy::of(self.spec.image_pull_policy.as_deref(), &image),
             docker_configs: self.docker_configs().await,
+            pod: Some(Arc::clone(&self.context.sandbox)),
         };
         let result = tokio::select! {
             biased;
@@ -381,6 +384,11 @@ impl ContainerRunner {
                 mounts: launch.mounts.clone(),
                 working_dir: launch.working_dir.clone(),
                 limits,
+                context: Some(ProcessContext {
+                    pod: Arc::clone(&self.context.sandbox),
+                    container: Arc::new(self.spec.clone()),
+                    restart_count: self.machine.restart_count(),
+                }),
             },
         };
         let process = ProcessSpec {
@@ -398,6 +406,11 @@ impl ContainerRunner {
                     table.serving(&pod, &name, &ports);
                     *served.lock().expect("lock poisoned") = ports;
                 })
+            }),
+            context: Some(ProcessContext {
+                pod: Arc::clone(&self.context.sandbox),
+                container: Arc::new(self.spec.clone()),
+                restart_count: self.machine.restart_count(),
             }),
         };
         self.event(

@@ -23,7 +23,7 @@ use crate::cluster::Cluster;
 use crate::container::RestartPolicy;
 use crate::container::machine::ContainerMachine;
 use crate::container::runner::{ContainerRunner, Report, RunnerContext, Slot};
-use crate::driver::{ContainerDriver, error_chain};
+use crate::driver::{ContainerDriver, DEFAULT_GRACE_PERIOD, PodSandbox, error_chain};
 use crate::events::EventRecorder;
 use crate::logs::LogBook;
 use crate::ports::PortTable;
@@ -315,6 +315,17 @@ impl PodWorker {
             host_ip: self.node.host_ip.clone(),
             allocatable: self.node.allocatable,
             volumes: Arc::clone(&self.volumes),
+            sandbox: Arc::new(PodSandbox {
+                uid: pod.uid.clone(),
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                runtime_class: self.spec.runtime_class_name.clone(),
+                grace_period: self
+                    .spec
+                    .termination_grace_period_seconds
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map_or(DEFAULT_GRACE_PERIOD, Duration::from_secs),
+            }),
         };
         let span = tracing::info_span!("container", container = %spec.name);
         let runner = ContainerRunner::new(slot, spec, machine, context, self.stop_runners.clone());
@@ -322,7 +333,7 @@ impl PodWorker {
     }
 
     fn compute_status(&self) -> PodStatus {
-        pod_status(&StatusInputs {
+        let mut status = pod_status(&StatusInputs {
             policy: self.policy,
             init: &self.init,
             main: &self.main,
@@ -331,7 +342,15 @@ impl PodWorker {
             start_time: self.start_time,
             previous: self.written.as_ref(),
             now: Timestamp::now(),
-        })
+        });
+        // A driver with pod sandboxes gives the pod an IP of its own.
+        if let Some(ip) = self.node.driver.pod_ip(&self.pod.uid) {
+            status.pod_ip = Some(ip.to_string());
+            status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+                ip: ip.to_string(),
+            }]);
+        }
+        status
     }
 
     /// Writes the pod's status if it differs from the last one written.
@@ -373,6 +392,7 @@ impl PodWorker {
             }
         }
         if reason != StopReason::Shutdown {
+            self.node.driver.pod_finished(&self.pod.uid).await;
             let pod = &self.pod;
             if let Some(dir) = self
                 .node
