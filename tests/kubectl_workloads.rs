@@ -161,7 +161,7 @@ metadata:
   name: tick
 spec:
   schedule: \"{schedule}\"
-  successfulJobsHistoryLimit: 1
+  successfulJobsHistoryLimit: 2
   jobTemplate:
     spec:
       template:
@@ -188,36 +188,45 @@ spec:
     );
 
     apply(&cluster, dir.path(), "tick.yaml", &cronjob("* * * * *"))?;
-    // (`kubectl create job --from=cronjob/tick` would send protobuf, which the
-    // API server does not read yet.)
-    // The first scheduled run starts within a minute and completes.
-    cluster.wait_for(
-        Duration::from_secs(150),
-        "a scheduled run to succeed",
-        |c| {
-            let out = c.kubectl_ok(&[
-                "get",
-                "cronjob",
-                "tick",
-                "-o",
-                "jsonpath={.status.lastSuccessfulTime}",
-            ])?;
-            Ok(!out.trim().is_empty())
-        },
-    )?;
-    let last = cluster.kubectl_ok(&[
-        "get",
-        "cronjob",
-        "tick",
-        "-o",
-        "jsonpath={.status.lastScheduleTime}",
+    // A manual run from the template, built by kubectl on the client.
+    cluster.kubectl_ok(&["create", "job", "by-hand", "--from=cronjob/tick"])?;
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/by-hand",
+        "--timeout=120s",
     ])?;
+
+    // The first scheduled run starts within a minute and completes.
+    let mut last = String::new();
+    cluster.wait_for(Duration::from_secs(150), "a scheduled run", |c| {
+        last = c.kubectl_ok(&[
+            "get",
+            "cronjob",
+            "tick",
+            "-o",
+            "jsonpath={.status.lastScheduleTime}",
+        ])?;
+        Ok(!last.trim().is_empty())
+    })?;
     let minute = last.trim().parse::<jiff::Timestamp>()?.as_second() / 60;
-    let jobs = words(&cluster.kubectl_ok(&["get", "jobs", "-o", "name"])?);
-    assert!(
-        jobs.contains(&format!("job.batch/tick-{minute}")),
-        "{jobs:?} vs {last}"
-    );
+    let scheduled = format!("job/tick-{minute}");
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        &scheduled,
+        "--timeout=120s",
+    ])?;
+    cluster.wait_for(Duration::from_secs(60), "lastSuccessfulTime", |c| {
+        let success = c.kubectl_ok(&[
+            "get",
+            "cronjob",
+            "tick",
+            "-o",
+            "jsonpath={.status.lastSuccessfulTime}",
+        ])?;
+        Ok(!success.trim().is_empty())
+    })?;
 
     cluster.kubectl_ok(&["delete", "cronjob", "tick"])?;
     cluster.wait_for(Duration::from_secs(120), "its jobs collected", |c| {
@@ -332,5 +341,99 @@ fn daemonset_runs_on_the_node_and_rolls() -> Result<()> {
             Ok(pods.trim().is_empty() && revisions.trim().is_empty())
         },
     )?;
+    Ok(())
+}
+
+fn statefulset(service: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  replicas: 3
+{service}
+  selector:
+    matchLabels:
+      app: db
+  template:
+    metadata:
+      labels:
+        app: db
+    spec:
+      containers:
+      - name: hello
+        image: {HELLO}
+"
+    )
+}
+
+#[test]
+fn statefulset_ordered_names_survive_pod_deletion() -> Result<()> {
+    build_guests();
+    let cluster = Cluster::start()?;
+    let dir = tempfile::tempdir()?;
+    let nameless = manifest(dir.path(), "nameless.yaml", &statefulset(""));
+    let err = cluster.kubectl_err(&["apply", "-f", nameless.to_str().unwrap()])?;
+    assert!(err.contains("spec.serviceName"), "{err}");
+
+    apply(
+        &cluster,
+        dir.path(),
+        "db.yaml",
+        &statefulset("  serviceName: db"),
+    )?;
+    cluster.kubectl_ok(&["rollout", "status", "sts/db", "--timeout=120s"])?;
+    let names = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=db",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ])?;
+    let mut names = words(&names);
+    names.sort();
+    assert_eq!(names, vec!["db-0", "db-1", "db-2"]);
+    let hostname = cluster.kubectl_ok(&[
+        "get",
+        "pod",
+        "db-1",
+        "-o",
+        "jsonpath={.spec.hostname}.{.spec.subdomain}",
+    ])?;
+    assert_eq!(hostname, "db-1.db");
+
+    let uid = cluster.kubectl_ok(&["get", "pod", "db-1", "-o", "jsonpath={.metadata.uid}"])?;
+    cluster.kubectl_ok(&["delete", "pod", "db-1"])?;
+    cluster.wait_for(
+        Duration::from_secs(120),
+        "db-1 to come back under its name",
+        |c| {
+            let out = c.kubectl(&[
+                "get",
+                "pod",
+                "db-1",
+                "-o",
+                "jsonpath={.metadata.uid} {.status.phase}",
+            ])?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            Ok(out.status.success() && !text.starts_with(&uid) && text.ends_with("Running"))
+        },
+    )?;
+    cluster.kubectl_ok(&["rollout", "status", "sts/db", "--timeout=120s"])?;
+
+    cluster.kubectl_ok(&["scale", "sts/db", "--replicas=1"])?;
+    cluster.wait_for(Duration::from_secs(120), "only db-0 left", |c| {
+        let names = c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])?;
+        Ok(words(&names) == vec!["db-0"])
+    })?;
     Ok(())
 }

@@ -28,6 +28,7 @@ pub mod owned;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
+pub mod statefulset;
 
 use tokio_util::sync::CancellationToken;
 
@@ -87,6 +88,7 @@ impl Controllers {
             job::run(self.client.clone(), cancel.child_token()),
             cronjob::run(self.client.clone(), cancel.child_token()),
             daemonset::run(self.client.clone(), cancel.child_token()),
+            statefulset::run(self.client.clone(), cancel.child_token()),
             gc::run(self.client.clone(), cancel.child_token()),
         );
     }
