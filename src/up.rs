@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,16 @@ pub struct UpArgs {
     /// The node agent's HTTP address (logs); port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub node_addr: SocketAddr,
+    /// Do not run ordinary container images. Without this flag the node runs
+    /// them through the Docker engine whenever its socket (DOCKER_HOST, else
+    /// /var/run/docker.sock) exists.
+    #[arg(long)]
+    pub no_oci: bool,
+    /// The image of each OCI pod's sandbox (pause) container. The default,
+    /// skiff/pause:busybox, is built from /bin/busybox (Debian's busybox-static)
+    /// when the engine lacks it; any other image is pulled.
+    #[arg(long, default_value = skiff_oci::pause::DEFAULT_PAUSE_IMAGE)]
+    pub oci_pause_image: String,
 }
 
 /// How long shutdown waits for the API server, scheduler and node to stop.
@@ -69,8 +80,16 @@ pub async fn run(args: UpArgs) -> Result<()> {
         agent_config.node_name = name;
     }
     agent_config.validate().context("node configuration")?;
-    let agent = skiff_agent::NodeAgent::new(agent_config, client, wasm);
     let agent_cancel = cancel.child_token();
+    let oci = if args.no_oci {
+        None
+    } else {
+        let node_id = format!("{}@{}", agent_config.node_name, data_dir.display());
+        oci_driver(node_id, args.oci_pause_image, agent_cancel.clone()).await
+    };
+    create_runtime_classes(&client).await;
+    let drivers = skiff_agent::Drivers::new(Arc::new(wasm), oci);
+    let agent = skiff_agent::NodeAgent::new(agent_config, client, drivers);
     tasks.spawn(async move {
         if let Err(err) = agent.run(agent_cancel).await {
             tracing::error!(%err, "node agent stopped");
@@ -95,6 +114,68 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The OCI driver when the Docker socket exists (the engine may still be down:
+/// then the node reports `OCIRuntimeReady=False` and keeps running Wasm pods).
+async fn oci_driver(
+    node_id: String,
+    pause_image: String,
+    detach: CancellationToken,
+) -> Option<Arc<dyn skiff_agent::ContainerDriver>> {
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(host) => host.strip_prefix("unix://").map(str::to_string),
+        Err(_) => Some("/var/run/docker.sock".to_string()),
+    };
+    if let Some(path) = &socket
+        && !Path::new(path).exists()
+    {
+        tracing::info!(socket = %path, "no Docker socket: this node runs Wasm pods only");
+        return None;
+    }
+    let config = skiff_oci::OciConfig {
+        socket,
+        pause_image,
+        ..skiff_oci::OciConfig::new(node_id)
+    };
+    match skiff_oci::OciDriver::connect(config, detach) {
+        Ok(driver) => {
+            if !driver.start_health_checks().await {
+                tracing::warn!(
+                    "the Docker engine does not answer yet; OCI pods wait until it does"
+                );
+            }
+            Some(Arc::new(driver))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the OCI runtime is unavailable; this node runs Wasm pods only");
+            None
+        }
+    }
+}
+
+/// The RuntimeClasses pods name to pick a driver (`runtimeClassName: wasm|oci`).
+async fn create_runtime_classes(client: &kube::Client) {
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    let api: kube::Api<RuntimeClass> = kube::Api::all(client.clone());
+    for name in [
+        skiff_agent::drivers::WASM_CLASS,
+        skiff_agent::drivers::OCI_CLASS,
+    ] {
+        let class = RuntimeClass {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            handler: name.to_string(),
+            ..Default::default()
+        };
+        match api.create(&kube::api::PostParams::default(), &class).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => tracing::warn!(%err, name, "creating the RuntimeClass failed"),
+        }
+    }
 }
 
 /// Starts `api` on `addr` with `extra` routes merged in (it stops with the token it was

@@ -17,7 +17,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, stream};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -41,6 +44,11 @@ fn kinds() -> Vec<ApiResource> {
         ApiResource::erase::<Deployment>(&()),
         ApiResource::erase::<ReplicaSet>(&()),
         ApiResource::erase::<Pod>(&()),
+        ApiResource::erase::<CronJob>(&()),
+        ApiResource::erase::<Job>(&()),
+        ApiResource::erase::<DaemonSet>(&()),
+        ApiResource::erase::<StatefulSet>(&()),
+        ApiResource::erase::<ControllerRevision>(&()),
     ]
 }
 

@@ -17,12 +17,18 @@
 //! # }
 //! ```
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod gc;
+pub mod history;
+pub mod job;
 mod names;
+pub mod owned;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
+pub mod statefulset;
 
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +85,10 @@ impl Controllers {
         tokio::join!(
             replicaset::run(self.client.clone(), cancel.child_token()),
             deployment::run(self.client.clone(), cancel.child_token()),
+            job::run(self.client.clone(), cancel.child_token()),
+            cronjob::run(self.client.clone(), cancel.child_token()),
+            daemonset::run(self.client.clone(), cancel.child_token()),
+            statefulset::run(self.client.clone(), cancel.child_token()),
             gc::run(self.client.clone(), cancel.child_token()),
         );
     }

@@ -135,6 +135,7 @@ impl NodeAgent {
                 node_name.clone(),
                 self.config.heartbeat_interval,
                 since,
+                Arc::clone(&self.driver),
                 cancel.clone(),
             ));
             let context = Arc::new(NodeContext {
@@ -264,6 +265,10 @@ impl PodDirectory {
                     self.send(&uid, WorkerCommand::Vanished);
                 }
                 self.deleted.retain(|uid| listed.contains(uid));
+                // What the driver still holds for pods no longer here can go.
+                let driver = Arc::clone(&self.context.driver);
+                self.tracker
+                    .spawn(async move { driver.retain_pods(&listed).await });
             }
         }
     }

@@ -6,13 +6,24 @@
 //! one process of it until it exits or is cancelled ([`ContainerDriver::run`]).
 //! Stop is the cancellation token; status is the returned [`ExitStatus`]; logs are
 //! the writers in [`ProcessSpec`]. Exec and a separate start/wait split come later.
+//!
+//! Drivers that keep a sandbox per pod (the OCI driver's pause container) also
+//! get the pod and container a process belongs to ([`ProcessContext`]), are told
+//! when a pod is finished for good ([`ContainerDriver::pod_finished`]) and which
+//! pods the node still has ([`ContainerDriver::retain_pods`]), and may give a pod
+//! its own IP ([`ContainerDriver::pod_ip`]). All of these have do-nothing defaults.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Container;
 use tokio::io::AsyncWrite;
 use tokio_util::sync::CancellationToken;
 
@@ -94,12 +105,40 @@ impl ImagePullPolicy {
     }
 }
 
+/// The pod a container belongs to, as drivers with per-pod sandboxes need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSandbox {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// `spec.runtimeClassName`: which driver runs the pod, when it names one.
+    pub runtime_class: Option<String>,
+    /// `terminationGracePeriodSeconds` (default 30 s): how long a stopping
+    /// process may take after SIGTERM before it is killed.
+    pub grace_period: Duration,
+}
+
+/// The grace period when the pod names none.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// Which pod and container a process is an attempt of.
+#[derive(Debug, Clone)]
+pub struct ProcessContext {
+    pub pod: Arc<PodSandbox>,
+    /// The container's spec as the pod gives it (command/args unexpanded,
+    /// resources, workingDir), for drivers that honour more than argv and env.
+    pub container: Arc<Container>,
+    pub restart_count: u32,
+}
+
 /// How to pull one container's image.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PullRequest {
     pub policy: ImagePullPolicy,
     /// The `.dockerconfigjson` documents of the pod's `imagePullSecrets`, in order.
     pub docker_configs: Vec<Vec<u8>>,
+    /// The pod the image is for (a dispatching driver reads its runtime class).
+    pub pod: Option<Arc<PodSandbox>>,
 }
 
 impl fmt::Debug for PullRequest {
@@ -108,6 +147,7 @@ impl fmt::Debug for PullRequest {
         f.debug_struct("PullRequest")
             .field("policy", &self.policy)
             .field("docker_configs", &self.docker_configs.len())
+            .field("pod", &self.pod)
             .finish()
     }
 }
@@ -145,6 +185,8 @@ pub struct ProcessSpec {
     /// The container's TCP ports; a program that serves listens on them.
     pub ports: Vec<PortSpec>,
     pub ports_report: Option<PortsReport>,
+    /// The pod and container this process belongs to (absent in some tests).
+    pub context: Option<ProcessContext>,
 }
 
 /// How a process ended.
@@ -156,6 +198,8 @@ pub enum ExitStatus {
     Trap(String),
     /// It was stopped through the cancellation token.
     Killed,
+    /// The kernel killed it for going over its memory limit (exit code 137).
+    OomKilled,
 }
 
 /// Why an image could not be made ready. The two kinds matter to the user:
@@ -171,6 +215,15 @@ pub enum PrepareError {
     #[error("creating a container from image {image:?}")]
     Create {
         image: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The image is of a kind this driver does not run (a container image given
+    /// to the Wasm driver); a dispatching driver hands it to another one.
+    #[error("image {image:?} is not {expected}")]
+    WrongKind {
+        image: String,
+        expected: &'static str,
         #[source]
         source: BoxError,
     },
@@ -211,6 +264,40 @@ pub trait ContainerDriver: Send + Sync + 'static {
         process: ProcessSpec,
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<ExitStatus, RunError>>;
+
+    /// The pod's own IP, for drivers that give pods a network namespace;
+    /// `None` means the pod shares the node's network (its IP is the node's).
+    fn pod_ip(&self, _pod_uid: &str) -> Option<IpAddr> {
+        None
+    }
+
+    /// The pod will run nothing more (deleted, or gone from the node): release
+    /// whatever the driver keeps for it. Not called when the agent shuts down.
+    fn pod_finished<'a>(&'a self, _pod_uid: &'a str) -> BoxFuture<'a, ()> {
+        futures::future::ready(()).boxed()
+    }
+
+    /// The uids of every pod bound to the node, after each complete listing:
+    /// what the driver still holds for any other pod (left from before an agent
+    /// restart) can go.
+    fn retain_pods<'a>(&'a self, _pod_uids: &'a HashSet<String>) -> BoxFuture<'a, ()> {
+        futures::future::ready(()).boxed()
+    }
+
+    /// Extra Node conditions about the driver's health (e.g. the container
+    /// engine is unreachable), sent with every heartbeat.
+    fn node_conditions(&self) -> Vec<DriverCondition> {
+        Vec::new()
+    }
+}
+
+/// A Node condition reported by a driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverCondition {
+    pub type_: String,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
 }
 
 /// The error and all its causes on one line, as shown in a waiting message or Event.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::config::AgentConfig;
-use crate::driver::error_chain;
+use crate::driver::{ContainerDriver, DriverCondition, error_chain};
 
 pub const KUBELET_VERSION: &str = "v1.32.0-skiff";
 pub const RUNTIME_VERSION: &str = "wasmtime://48";
@@ -178,15 +178,47 @@ pub fn node_object(
     }
 }
 
-/// Refreshes the conditions' heartbeat every `interval` until cancelled.
+/// The drivers' own conditions (e.g. `OCIRuntimeReady`), each with the time
+/// its status last changed (`changed` keeps those times between heartbeats).
+fn driver_conditions(
+    found: Vec<DriverCondition>,
+    changed: &mut BTreeMap<String, (bool, Timestamp)>,
+    now: Timestamp,
+) -> Vec<NodeCondition> {
+    found
+        .into_iter()
+        .map(|c| {
+            let since = match changed.get(&c.type_) {
+                Some((status, since)) if *status == c.status => *since,
+                _ => {
+                    changed.insert(c.type_.clone(), (c.status, now));
+                    now
+                }
+            };
+            NodeCondition {
+                type_: c.type_,
+                status: if c.status { "True" } else { "False" }.to_string(),
+                reason: Some(c.reason),
+                message: Some(c.message),
+                last_heartbeat_time: Some(Time(now)),
+                last_transition_time: Some(Time(since)),
+            }
+        })
+        .collect()
+}
+
+/// Refreshes the conditions' heartbeat every `interval` until cancelled, with
+/// the driver's own conditions after the kubelet's four.
 /// A failed heartbeat is logged and retried at the next tick.
 pub async fn heartbeat(
     cluster: Arc<dyn Cluster>,
     name: String,
     interval: Duration,
     since: Timestamp,
+    driver: Arc<dyn ContainerDriver>,
     cancel: CancellationToken,
 ) {
+    let mut changed = BTreeMap::new();
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick fires at once; registration has just written the status.
@@ -196,7 +228,14 @@ pub async fn heartbeat(
             _ = cancel.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let status = serde_json::json!({ "conditions": conditions(since, Timestamp::now()) });
+        let now = Timestamp::now();
+        let mut all = conditions(since, now);
+        all.extend(driver_conditions(
+            driver.node_conditions(),
+            &mut changed,
+            now,
+        ));
+        let status = serde_json::json!({ "conditions": all });
         if let Err(error) = cluster.patch_node_status(&name, status).await {
             tracing::warn!(node = %name, error = %error_chain(&error), "node heartbeat failed");
         }
@@ -276,6 +315,7 @@ mod tests {
             "n1".into(),
             Duration::from_secs(10),
             since,
+            Arc::new(crate::testing::FakeDriver::default()),
             cancel.clone(),
         ));
         let recorded = cluster

@@ -90,6 +90,11 @@ impl ContainerDriver for WasmRuntime {
             let options = pull_options(image, pull);
             match WasmRuntime::prepare_with(self, image, &options).await {
                 Ok(prepared) => Ok(PreparedImage::new(prepared.image_id, prepared.program)),
+                Err(error) if error.is_container_image() => Err(PrepareError::WrongKind {
+                    image: image.to_string(),
+                    expected: "a Wasm artifact",
+                    source: Box::new(error),
+                }),
                 Err(error) if error.is_pull_error() => Err(PrepareError::Pull {
                     image: image.to_string(),
                     source: Box::new(error),
@@ -124,6 +129,7 @@ impl ContainerDriver for WasmRuntime {
                 stderr,
                 ports,
                 ports_report,
+                context: _,
             } = process;
             let process = Process {
                 args,

@@ -77,6 +77,23 @@ impl PrepareError {
                 | PrepareError::NotPresent { .. }
         )
     }
+
+    /// True when the registry answered with an ordinary container image (no
+    /// Wasm layer, or an index without a `wasi/wasm` entry): the image is fine,
+    /// just not for this runtime.
+    pub fn is_container_image(&self) -> bool {
+        use crate::oci::RegistryError;
+        matches!(
+            self,
+            PrepareError::Fetch {
+                source: FetchError::Registry {
+                    source: RegistryError::NoWasmLayer { .. }
+                        | RegistryError::NoWasmPlatform { .. }
+                },
+                ..
+            }
+        )
+    }
 }
 
 /// Why fetching an artifact's bytes failed.

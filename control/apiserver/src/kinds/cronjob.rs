@@ -7,7 +7,7 @@ use crate::decode::decode_as;
 use crate::error::Cause;
 use crate::kinds::common::{self, set_default};
 use crate::kinds::template::non_negative;
-use crate::kinds::{cron, job, validation};
+use crate::kinds::{job, validation};
 use crate::resources::Resource;
 use crate::table::{self, Column, TableDef};
 
@@ -74,7 +74,7 @@ fn validate(cj: &Value, _old: Option<&Value>) -> Vec<Cause> {
     match spec["schedule"].as_str() {
         None | Some("") => causes.push(Cause::required("spec.schedule")),
         Some(schedule) => {
-            if let Err(why) = cron::check(schedule) {
+            if let Err(why) = skiff_cron::Schedule::parse(schedule) {
                 causes.push(Cause::invalid("spec.schedule", &spec["schedule"], why));
             }
         }

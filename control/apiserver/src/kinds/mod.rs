@@ -4,7 +4,6 @@ pub mod allocate;
 pub mod common;
 pub mod configmap;
 pub mod controllerrevision;
-pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

@@ -87,6 +87,11 @@ fn defaults(sts: &mut Value) {
 fn validate(sts: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = template::validate(sts, old, &RULES);
     let spec = &sts["spec"];
+    // Kubernetes 1.32 lets serviceName be empty; Skiff keeps the older rule
+    // (its pods' stable network names hang off the governing Service).
+    if spec["serviceName"].as_str().is_none_or(str::is_empty) {
+        causes.push(Cause::required("spec.serviceName"));
+    }
     if let Some(policy) = spec["podManagementPolicy"].as_str()
         && !["OrderedReady", "Parallel"].contains(&policy)
     {
@@ -166,5 +171,8 @@ mod tests {
         scaled["spec"]["serviceName"] = json!("other");
         assert_eq!(validate(&scaled, Some(&sts))[0].field, "spec");
         assert_eq!(cells(&sts, jiff::Timestamp::now())[1], "0/1");
+        let mut nameless = sts.clone();
+        nameless["spec"]["serviceName"] = json!("");
+        assert_eq!(validate(&nameless, None)[0].field, "spec.serviceName");
     }
 }

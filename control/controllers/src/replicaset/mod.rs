@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
@@ -23,7 +23,7 @@ pub use plan::{Plan, plan};
 
 use crate::pods::{controller_ref, selects};
 use crate::runtime::{Backoff, Expectations, drive, key_of};
-use crate::{Error, names};
+use crate::{Error, names, owned};
 
 /// Why a ReplicaSet is reconciled again while nothing changes: a safety net
 /// for a missed watch event.
@@ -140,7 +140,12 @@ async fn execute(rs: &ReplicaSet, plan: &Plan, context: &Context) -> Result<(), 
     let rs_name = rs.metadata.name.clone().unwrap_or_default();
     let key = format!("{namespace}/{rs_name}");
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
-    let owner = owner_reference(rs);
+    let owner = owned::owner_reference(rs);
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
     for name in &plan.adopt {
         set_owner(&pods, name, Some(&owner), &context.pods, &namespace).await?;
     }
@@ -154,7 +159,7 @@ async fn execute(rs: &ReplicaSet, plan: &Plan, context: &Context) -> Result<(), 
         .expectations
         .expect(&key, new_names.clone(), plan.delete.clone());
     for name in &new_names {
-        let pod = pod_from_template(rs, name, &owner);
+        let pod = owned::pod_from_template(&template, &namespace, name, &owner);
         pods.create(&PostParams::default(), &pod)
             .await
             .map_err(|source| Error::write("creating pod", &namespace, name, source))?;
@@ -210,37 +215,4 @@ async fn set_owner(
         .map_err(|source| Error::write("setting the owner of pod", namespace, name, source))?;
     tracing::info!(pod = name, adopted = owner.is_some(), "changed pod owner");
     Ok(())
-}
-
-pub(crate) fn owner_reference(rs: &ReplicaSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
-        name: rs.metadata.name.clone().unwrap_or_default(),
-        uid: rs.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-fn pod_from_template(rs: &ReplicaSet, name: &str, owner: &OwnerReference) -> Pod {
-    let template = rs
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.clone())
-        .unwrap_or_default();
-    let template_meta = template.metadata.unwrap_or_default();
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: rs.metadata.namespace.clone(),
-            labels: Some(template_meta.labels.unwrap_or_default()),
-            annotations: template_meta.annotations,
-            owner_references: Some(vec![owner.clone()]),
-            finalizers: template_meta.finalizers,
-            ..ObjectMeta::default()
-        },
-        spec: template.spec,
-        status: None,
-    }
 }

@@ -100,6 +100,11 @@ impl Outcome {
                 reason: "Error",
                 message: None,
             },
+            ExitStatus::OomKilled => Outcome {
+                exit_code: KILLED_EXIT_CODE,
+                reason: "OOMKilled",
+                message: None,
+            },
         }
     }
 

@@ -13,7 +13,8 @@ use super::machine::{ContainerMachine, Input, Moment, Outcome, Phase};
 use super::{argv, environment, ports};
 use crate::cluster::Cluster;
 use crate::driver::{
-    ContainerDriver, ImagePullPolicy, PreparedImage, ProcessSpec, PullRequest, error_chain,
+    ContainerDriver, ImagePullPolicy, PodSandbox, PreparedImage, ProcessContext, ProcessSpec,
+    PullRequest, error_chain,
 };
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
@@ -50,6 +51,8 @@ pub struct RunnerContext {
     pub reports: mpsc::UnboundedSender<Report>,
     /// Where serving containers record their node ports.
     pub ports: Arc<PortTable>,
+    /// The pod as the driver sees it (runtime class, grace period).
+    pub sandbox: Arc<PodSandbox>,
 }
 
 pub struct ContainerRunner {
@@ -139,6 +142,7 @@ impl ContainerRunner {
         let pull = PullRequest {
             policy: ImagePullPolicy::of(self.spec.image_pull_policy.as_deref(), &image),
             docker_configs: self.docker_configs().await,
+            pod: Some(Arc::clone(&self.context.sandbox)),
         };
         let result = tokio::select! {
             biased;
@@ -263,6 +267,11 @@ impl ContainerRunner {
             ports_report: Some({
                 let (table, pod, name) = (self.context.ports.clone(), pod.clone(), name.clone());
                 Box::new(move |served| table.serving(&pod, &name, &served))
+            }),
+            context: Some(ProcessContext {
+                pod: Arc::clone(&self.context.sandbox),
+                container: Arc::new(self.spec.clone()),
+                restart_count: self.machine.restart_count(),
             }),
         };
         self.event(

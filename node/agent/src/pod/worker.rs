@@ -22,7 +22,7 @@ use crate::cluster::Cluster;
 use crate::container::RestartPolicy;
 use crate::container::machine::ContainerMachine;
 use crate::container::runner::{ContainerRunner, Report, RunnerContext, Slot};
-use crate::driver::{ContainerDriver, error_chain};
+use crate::driver::{ContainerDriver, DEFAULT_GRACE_PERIOD, PodSandbox, error_chain};
 use crate::events::EventRecorder;
 use crate::logs::LogBook;
 use crate::ports::PortTable;
@@ -298,6 +298,17 @@ impl PodWorker {
             events: self.events.clone(),
             reports: self.reports_tx.clone(),
             ports: Arc::clone(&self.node.ports),
+            sandbox: Arc::new(PodSandbox {
+                uid: pod.uid.clone(),
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                runtime_class: self.spec.runtime_class_name.clone(),
+                grace_period: self
+                    .spec
+                    .termination_grace_period_seconds
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map_or(DEFAULT_GRACE_PERIOD, Duration::from_secs),
+            }),
         };
         let span = tracing::info_span!("container", container = %spec.name);
         let runner = ContainerRunner::new(slot, spec, machine, context, self.stop_runners.clone());
@@ -305,7 +316,7 @@ impl PodWorker {
     }
 
     fn compute_status(&self) -> PodStatus {
-        pod_status(&StatusInputs {
+        let mut status = pod_status(&StatusInputs {
             policy: self.policy,
             init: &self.init,
             main: &self.main,
@@ -314,7 +325,15 @@ impl PodWorker {
             start_time: self.start_time,
             previous: self.written.as_ref(),
             now: Timestamp::now(),
-        })
+        });
+        // A driver with pod sandboxes gives the pod an IP of its own.
+        if let Some(ip) = self.node.driver.pod_ip(&self.pod.uid) {
+            status.pod_ip = Some(ip.to_string());
+            status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+                ip: ip.to_string(),
+            }]);
+        }
+        status
     }
 
     /// Writes the pod's status if it differs from the last one written.
@@ -356,6 +375,7 @@ impl PodWorker {
             }
         }
         if reason != StopReason::Shutdown {
+            self.node.driver.pod_finished(&self.pod.uid).await;
             let pod = &self.pod;
             if let Some(dir) = self
                 .node

@@ -248,12 +248,17 @@ async fn pull_policy_and_pull_secrets_reach_the_driver() {
     h.driver.wait_for_runs(2).await;
     let mut pulls = h.driver.pulls();
     pulls.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, pull) in &mut pulls {
+        let pod = pull.pod.take().expect("the pod comes with the pull");
+        assert_eq!(pod.namespace, "ns");
+    }
     let expected = |image: &str, policy| {
         (
             image.to_string(),
             PullRequest {
                 policy,
                 docker_configs: vec![config.clone()],
+                pod: None,
             },
         )
     };

@@ -1,0 +1,308 @@
+//! OCI pods end to end: `skiff up` with the real Docker daemon and the real
+//! kubectl. The test image is built offline from Debian's busybox-static
+//! (`scripts/oci-test-image`) and pushed to a loopback registry, so pods name
+//! it by registry reference and the node tells it from a Wasm artifact by
+//! asking the registry.
+//!
+//! Skipped (with the reason printed) when Docker is not reachable, unless `CI`
+//! is set: then it fails.
+
+mod common;
+#[path = "../node/wasm/tests/registry/mod.rs"]
+mod registry;
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use common::{Cluster, manifest, repo_root};
+use registry::Registry;
+
+/// True when the Docker daemon answers; outside CI a missing one skips the test.
+fn docker_available() -> bool {
+    let up = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !up {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Docker daemon must be reachable in CI (docker info failed)"
+        );
+        eprintln!("SKIPPED: the Docker daemon is not reachable (docker info failed)");
+    }
+    up
+}
+
+/// Builds the busybox test image and pushes it to `registry`; returns its reference.
+fn push_test_image(registry: &Registry) -> Result<String> {
+    let out = Command::new(repo_root().join("scripts/oci-test-image"))
+        .arg(registry.host())
+        .output()
+        .context("running scripts/oci-test-image")?;
+    if !out.status.success() {
+        bail!(
+            "scripts/oci-test-image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let reference = text.lines().last().context("no reference printed")?.trim();
+    // Pods must pull it from the registry, not find it in the engine already.
+    let _ = Command::new("docker").args(["rmi", reference]).output();
+    Ok(reference.to_string())
+}
+
+/// The Docker containers of one cluster's node, by the node label the driver
+/// sets (`<node name>@<data dir>`).
+fn containers(cluster: &Cluster, extra_filter: &str) -> Result<Vec<String>> {
+    node_containers(&cluster.data_dir, extra_filter)
+}
+
+fn node_containers(data_dir: &std::path::Path, extra_filter: &str) -> Result<Vec<String>> {
+    let data_dir = data_dir.canonicalize()?;
+    let suffix = format!("@{}", data_dir.display());
+    let mut args = vec![
+        "ps",
+        "-a",
+        "--filter",
+        "label=io.skiff.node",
+        "--format",
+        "{{.ID}} {{.Label \"io.skiff.node\"}}",
+    ];
+    if !extra_filter.is_empty() {
+        args.extend(["--filter", extra_filter]);
+    }
+    let out = Command::new("docker").args(&args).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(_, node)| node.ends_with(&suffix))
+        .map(|(id, _)| id.to_string())
+        .collect())
+}
+
+/// Removes every container the cluster's node made, when the test ends.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(ids) = node_containers(&self.0, "") {
+            for id in ids {
+                let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+            }
+        }
+    }
+}
+
+fn pod(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n{body}"
+    )
+}
+
+fn jsonpath(cluster: &Cluster, object: &[&str], path: &str) -> Result<String> {
+    let expr = format!("jsonpath={path}");
+    let mut args = vec!["get"];
+    args.extend_from_slice(object);
+    args.extend(["-o", &expr]);
+    cluster.kubectl_ok(&args)
+}
+
+#[test]
+fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> Result<()> {
+    if !docker_available() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let Some(registry) = Registry::start(&dir.path().join("registry")) else {
+        return Ok(());
+    };
+    let image = push_test_image(&registry)?;
+    let cluster = Cluster::start()?;
+    let _cleanup = Cleanup(cluster.data_dir.clone());
+
+    // No runtimeClassName: the node asks the registry and finds a container image.
+    let looping = pod(
+        "looping",
+        &format!(
+            "  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done\"]\n"
+        ),
+    );
+    let crashing = pod(
+        "crashing",
+        &format!(
+            "  runtimeClassName: oci\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"echo about to fail; exit 3\"]\n"
+        ),
+    );
+    let oom = pod(
+        "hungry",
+        &format!(
+            "  restartPolicy: Never\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"x=$(head -c 200000000 /dev/zero | tr '\\\\0' a); echo survived ${{#x}}\"]\n    resources:\n      limits:\n        memory: 16Mi\n"
+        ),
+    );
+    let shared = pod(
+        "shared",
+        &format!(
+            "  containers:\n  - name: server\n    image: {image}\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n  - name: client\n    image: {image}\n    command: [\"sh\", \"-c\", \"while true; do wget -qO- http://localhost:8080/ || echo not yet; sleep 0.5; done\"]\n"
+        ),
+    );
+    let missing_image = format!("{}/skiff-test/missing:1", registry.host());
+    let missing = pod(
+        "missing",
+        &format!(
+            "  runtimeClassName: oci\n  containers:\n  - name: main\n    image: {missing_image}\n"
+        ),
+    );
+    for (name, yaml) in [
+        ("looping", &looping),
+        ("crashing", &crashing),
+        ("hungry", &oom),
+        ("shared", &shared),
+        ("missing", &missing),
+    ] {
+        let path = manifest(dir.path(), &format!("{name}.yaml"), yaml);
+        cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    }
+
+    // A shell loop: Running with a pod IP of its own, its lines in kubectl logs.
+    cluster.wait_field(&["pod", "looping"], "{.status.phase}", "Running")?;
+    cluster.wait_for(Duration::from_secs(60), "the loop's lines", |c| {
+        let logs = c.kubectl_ok(&["logs", "looping"])?;
+        Ok(logs.contains("line 0\n") && logs.contains("line 3\n"))
+    })?;
+    let ip = jsonpath(&cluster, &["pod", "looping"], "{.status.podIP}")?;
+    let host_ip = jsonpath(&cluster, &["pod", "looping"], "{.status.hostIP}")?;
+    assert!(
+        ip.parse::<std::net::IpAddr>().is_ok() && ip != host_ip,
+        "pod IP {ip:?} should be the sandbox's own, not the node's {host_ip:?}"
+    );
+    let image_id = jsonpath(
+        &cluster,
+        &["pod", "looping"],
+        "{.status.containerStatuses[0].imageID}",
+    )?;
+    assert!(
+        image_id.starts_with(&format!("{}/skiff-test/busybox@sha256:", registry.host())),
+        "imageID {image_id:?} should be the registry digest"
+    );
+
+    // A failing command restarts with back-off, its exit code kept.
+    cluster.wait_for(Duration::from_secs(120), "a restart after exit 3", |c| {
+        let restarts = jsonpath(
+            c,
+            &["pod", "crashing"],
+            "{.status.containerStatuses[0].restartCount}",
+        )?;
+        Ok(restarts.parse::<u32>().unwrap_or(0) >= 1)
+    })?;
+    let last_exit = jsonpath(
+        &cluster,
+        &["pod", "crashing"],
+        "{.status.containerStatuses[0].lastState.terminated.exitCode}",
+    )?;
+    assert_eq!(last_exit, "3");
+    assert!(
+        cluster
+            .kubectl_ok(&["logs", "crashing"])?
+            .contains("about to fail")
+    );
+
+    // Over its memory limit: OOMKilled, exit 137.
+    cluster.wait_field(&["pod", "hungry"], "{.status.phase}", "Failed")?;
+    let terminated = jsonpath(
+        &cluster,
+        &["pod", "hungry"],
+        "{.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode}",
+    )?;
+    assert_eq!(terminated, "OOMKilled 137");
+
+    // Two containers share localhost.
+    cluster.wait_for(Duration::from_secs(60), "the client's fetch", |c| {
+        let logs = c.kubectl_ok(&["logs", "shared", "-c", "client"])?;
+        Ok(logs.contains("hello from the skiff test image"))
+    })?;
+
+    // A missing image: ErrImagePull / ImagePullBackOff and a Failed event.
+    cluster.wait_for(Duration::from_secs(60), "a pull error", |c| {
+        let reason = jsonpath(
+            c,
+            &["pod", "missing"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        )?;
+        Ok(reason == "ErrImagePull" || reason == "ImagePullBackOff")
+    })?;
+    cluster.wait_for(Duration::from_secs(30), "the Failed event", |c| {
+        let events = c.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=missing,reason=Failed",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])?;
+        Ok(events.contains("Failed to pull image"))
+    })?;
+
+    // The node says its OCI runtime is ready.
+    let ready = jsonpath(
+        &cluster,
+        &["nodes"],
+        "{.items[0].status.conditions[?(@.type==\"OCIRuntimeReady\")].status}",
+    )?;
+    assert_eq!(ready, "True");
+    Ok(())
+}
+
+#[test]
+fn a_restarted_agent_adopts_running_containers_and_deleted_pods_lose_theirs() -> Result<()> {
+    if !docker_available() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let Some(registry) = Registry::start(&dir.path().join("registry")) else {
+        return Ok(());
+    };
+    let image = push_test_image(&registry)?;
+    let mut cluster = Cluster::start()?;
+    let _cleanup = Cleanup(cluster.data_dir.clone());
+    let yaml = pod(
+        "steady",
+        &format!(
+            "  runtimeClassName: oci\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done\"]\n"
+        ),
+    );
+    let path = manifest(dir.path(), "steady.yaml", &yaml);
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    cluster.wait_field(&["pod", "steady"], "{.status.phase}", "Running")?;
+    cluster.wait_for(Duration::from_secs(60), "ticks", |c| {
+        Ok(c.kubectl_ok(&["logs", "steady"])?.contains("tick 2\n"))
+    })?;
+    let before = containers(&cluster, "label=io.skiff.pod.name=steady")?;
+    assert_eq!(before.len(), 2, "the sandbox and the container: {before:?}");
+
+    cluster.restart()?;
+    cluster.wait_for(Duration::from_secs(60), "the container adopted", |c| {
+        let ready = jsonpath(
+            c,
+            &["pod", "steady"],
+            "{.status.containerStatuses[0].ready}",
+        )?;
+        Ok(ready == "true")
+    })?;
+    let after = containers(&cluster, "label=io.skiff.pod.name=steady")?;
+    let (mut before, mut after) = (before, after);
+    before.sort();
+    after.sort();
+    assert_eq!(before, after, "the same containers, none duplicated");
+    cluster.wait_for(Duration::from_secs(60), "ticks after the restart", |c| {
+        let logs = c.kubectl_ok(&["logs", "steady"])?;
+        Ok(logs.contains("tick 0\n") && logs.lines().count() > 5)
+    })?;
+
+    cluster.kubectl_ok(&["delete", "pod", "steady", "--wait=true", "--timeout=60s"])?;
+    cluster.wait_for(Duration::from_secs(60), "the containers removed", |c| {
+        Ok(containers(c, "label=io.skiff.pod.name=steady")?.is_empty())
+    })?;
+    Ok(())
+}
