@@ -2,10 +2,12 @@
 //!
 //! `skiff up` runs a complete single-node cluster in one process: the store,
 //! the Kubernetes API server, the scheduler and a node agent with the Wasm
-//! runtime. It writes `DATA_DIR/kubeconfig` for kubectl. Each subcommand lives
+//! runtime. It writes `DATA_DIR/kubeconfig` for kubectl. `skiff node` runs
+//! another node agent that joins it through that kubeconfig. Each subcommand lives
 //! in its own module.
 
 mod control;
+mod node;
 mod up;
 
 use anyhow::{Context, Result};
@@ -27,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run a single-node cluster (store, API server, scheduler, node) in this process.
     Up(up::UpArgs),
+    /// Run a node agent that joins the control plane a kubeconfig points at.
+    Node(node::NodeArgs),
     /// Run one member of a replicated control plane (store, API server; scheduler and
     /// controllers while it leads). Nodes join with `skiff node`.
     Control(control::ControlArgs),
@@ -43,6 +47,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Node(args) => runtime.block_on(node::run(args)),
         Command::Control(args) => runtime.block_on(control::run(args)),
     }
 }

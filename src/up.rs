@@ -66,20 +66,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let client = api_client(&server_url)?;
     spawn_control_loops(client.clone(), &cancel, &tasks);
 
-    let wasm = skiff_wasm::WasmRuntime::new(skiff_wasm::RuntimeConfig {
-        cache_dir: data_dir.join("wasm-cache"),
-        ..skiff_wasm::RuntimeConfig::default()
-    })
-    .context("starting the Wasm runtime")?;
-    let mut agent_config = skiff_agent::AgentConfig {
-        data_dir: data_dir.join("node"),
-        listen_addr: args.node_addr,
-        ..skiff_agent::AgentConfig::default()
-    };
-    if let Some(name) = args.node_name {
-        agent_config.node_name = name;
-    }
-    agent_config.validate().context("node configuration")?;
+    let wasm = crate::node::wasm_runtime(&data_dir)?;
+    let agent_config = crate::node::agent_config(&data_dir, args.node_name, args.node_addr)?;
     let agent_cancel = cancel.child_token();
     let oci = if args.no_oci {
         None

@@ -25,6 +25,7 @@ use crate::node::{MachineFacts, heartbeat, node_object};
 use crate::pod::stage::StopReason;
 use crate::pod::worker::{NodeContext, PodWorker, WorkerCommand};
 use crate::ports::PortTable;
+use crate::sources::Allocatable;
 
 /// Longest wait between attempts to register the Node.
 const MAX_REGISTER_DELAY: Duration = Duration::from_secs(30);
@@ -122,13 +123,8 @@ impl NodeAgent {
         });
 
         let since = Timestamp::now();
-        let node = node_object(
-            &self.config,
-            &MachineFacts::gather(),
-            ip,
-            bound.port(),
-            since,
-        );
+        let machine = MachineFacts::gather();
+        let node = node_object(&self.config, &machine, ip, bound.port(), since);
         if register(self.cluster.as_ref(), &node, &cancel).await {
             tracker.spawn(heartbeat(
                 Arc::clone(&self.cluster),
@@ -145,6 +141,11 @@ impl NodeAgent {
                 driver: Arc::clone(&self.driver),
                 logs,
                 ports: Arc::clone(&self.ports),
+                data_dir: self.config.data_dir.clone(),
+                allocatable: Allocatable {
+                    cpu_cores: machine.cpus as f64,
+                    memory_bytes: machine.memory_kib as f64 * 1024.0,
+                },
                 shutdown: cancel.clone(),
             });
             PodDirectory::new(context, tracker.clone())

@@ -4,7 +4,7 @@
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodStatus, Secret};
 
 /// A change in the set of pods bound to this node, as the watch reports it.
 #[derive(Debug, Clone)]
@@ -50,6 +50,14 @@ pub trait Cluster: Send + Sync + 'static {
         status: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), ClusterError>>;
 
+    /// Creates or renews the node's `coordination.k8s.io/v1` Lease in
+    /// `kube-node-lease` (holder = the node, `renewTime` = now).
+    fn renew_lease<'a>(
+        &'a self,
+        node_name: &'a str,
+        duration_seconds: i32,
+    ) -> BoxFuture<'a, Result<(), ClusterError>>;
+
     /// Lists and then watches the pods with `spec.nodeName=<node_name>` in all
     /// namespaces, relisting when the watch expires. Errors are reported and the
     /// stream goes on (retrying with back-off).
@@ -71,7 +79,14 @@ pub trait Cluster: Send + Sync + 'static {
         uid: &'a str,
     ) -> BoxFuture<'a, Result<(), ClusterError>>;
 
-    /// Reads a Secret (for `imagePullSecrets`); `None` when it does not exist.
+    /// Reads a ConfigMap (env and volumes); `None` when it does not exist.
+    fn get_config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConfigMap>, ClusterError>>;
+
+    /// Reads a Secret (`imagePullSecrets`, env, volumes); `None` when it does not exist.
     fn get_secret<'a>(
         &'a self,
         namespace: &'a str,

@@ -175,6 +175,27 @@ pub struct ServedPort {
 /// before the first request is accepted.
 pub type PortsReport = Box<dyn FnOnce(Vec<ServedPort>) + Send>;
 
+/// A host directory the process sees at `container_path`: one of the pod's
+/// volumes (see [`crate::volumes`]), preopened by the Wasm driver; an OCI
+/// driver bind-mounts the same directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub host_path: std::path::PathBuf,
+    /// Absolute path inside the container.
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// The container's `resources.limits`, as the driver enforces them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessLimits {
+    /// `limits.memory` in bytes: the process cannot grow past it and ends
+    /// [`ExitStatus::OomKilled`] when it tries.
+    pub memory_bytes: Option<u64>,
+    /// `limits.cpu` in cores (`0.5` = half a core).
+    pub cpu_cores: Option<f64>,
+}
+
 /// One process to run from a prepared image.
 pub struct ProcessSpec {
     /// argv, argv\[0\] first.
@@ -185,6 +206,11 @@ pub struct ProcessSpec {
     /// The container's TCP ports; a program that serves listens on them.
     pub ports: Vec<PortSpec>,
     pub ports_report: Option<PortsReport>,
+    /// The container's volumeMounts, resolved to host directories.
+    pub mounts: Vec<MountSpec>,
+    /// `workingDir`: `/` or a directory inside one of `mounts`.
+    pub working_dir: Option<String>,
+    pub limits: ProcessLimits,
     /// The pod and container this process belongs to (absent in some tests).
     pub context: Option<ProcessContext>,
 }

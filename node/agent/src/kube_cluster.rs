@@ -3,13 +3,18 @@
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Event, Node, Pod, PodStatus, Secret};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodStatus, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
 use serde_json::json;
 
 use crate::cluster::{Cluster, ClusterError, PodChange};
+
+/// Where node Leases live.
+const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// Talks to the API server through a `kube::Client`.
 #[derive(Clone)]
@@ -76,6 +81,50 @@ impl Cluster for KubeCluster {
                 .await
                 .map_err(failed("patching status of node", name))?;
             Ok(())
+        }
+        .boxed()
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        node_name: &'a str,
+        duration_seconds: i32,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let api: Api<Lease> = Api::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE);
+            let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+            let renew = json!({ "spec": {
+                "holderIdentity": node_name,
+                "leaseDurationSeconds": duration_seconds,
+                "renewTime": now,
+            }});
+            match api
+                .patch(node_name, &PatchParams::default(), &Patch::Merge(renew))
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(error) if is_api_error(&error, kube::core::Status::is_not_found) => {
+                    let lease = Lease {
+                        metadata: ObjectMeta {
+                            name: Some(node_name.to_string()),
+                            namespace: Some(NODE_LEASE_NAMESPACE.to_string()),
+                            ..ObjectMeta::default()
+                        },
+                        spec: Some(LeaseSpec {
+                            holder_identity: Some(node_name.to_string()),
+                            lease_duration_seconds: Some(duration_seconds),
+                            acquire_time: Some(now.clone()),
+                            renew_time: Some(now),
+                            ..LeaseSpec::default()
+                        }),
+                    };
+                    api.create(&PostParams::default(), &lease)
+                        .await
+                        .map_err(failed("creating lease of node", node_name))?;
+                    Ok(())
+                }
+                Err(error) => Err(failed("renewing lease of node", node_name)(error)),
+            }
         }
         .boxed()
     }
@@ -158,6 +207,20 @@ impl Cluster for KubeCluster {
             api.get_opt(name)
                 .await
                 .map_err(failed("reading secret", format!("{namespace}/{name}")))
+        }
+        .boxed()
+    }
+
+    fn get_config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConfigMap>, ClusterError>> {
+        async move {
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+            api.get_opt(name)
+                .await
+                .map_err(failed("reading configmap", format!("{namespace}/{name}")))
         }
         .boxed()
     }

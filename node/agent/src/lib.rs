@@ -58,14 +58,20 @@ pub mod logs;
 pub mod node;
 pub mod pod;
 pub mod ports;
+pub mod quantity;
+pub mod sources;
 #[cfg(test)]
 mod testing;
+pub mod volumes;
 #[cfg(feature = "wasm")]
 pub mod wasm_driver;
 
 pub use agent::{AgentError, NodeAgent};
 pub use cluster::{Cluster, ClusterError, PodChange};
 pub use config::{AgentConfig, ConfigError};
-pub use driver::{ContainerDriver, ExitStatus, PrepareError, PreparedImage, ProcessSpec, RunError};
+pub use driver::{
+    ContainerDriver, ExitStatus, MountSpec, PrepareError, PreparedImage, ProcessLimits,
+    ProcessSpec, RunError,
+};
 pub use drivers::Drivers;
 pub use kube_cluster::KubeCluster;

@@ -207,7 +207,11 @@ fn driver_conditions(
         .collect()
 }
 
-/// Refreshes the conditions' heartbeat every `interval` until cancelled, with
+/// How long a node's Lease stays valid without renewal (kubelet's default).
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+
+/// Renews the node's Lease in `kube-node-lease` and refreshes the conditions'
+/// heartbeat every `interval` until cancelled, with
 /// the driver's own conditions after the kubelet's four.
 /// A failed heartbeat is logged and retried at the next tick.
 pub async fn heartbeat(
@@ -224,6 +228,9 @@ pub async fn heartbeat(
     // The first tick fires at once; registration has just written the status.
     ticks.tick().await;
     loop {
+        if let Err(error) = cluster.renew_lease(&name, LEASE_DURATION_SECONDS).await {
+            tracing::warn!(node = %name, error = %error_chain(&error), "renewing the node lease failed");
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticks.tick() => {}
@@ -330,5 +337,11 @@ mod tests {
         let ready = conditions.iter().find(|c| c["type"] == "Ready").unwrap();
         assert_eq!(ready["status"], "True");
         assert!(ready["lastHeartbeatTime"].is_string());
+        assert!(
+            recorded.lease_renewals.len() >= 2,
+            "{:?}",
+            recorded.lease_renewals
+        );
+        assert_eq!(recorded.lease_renewals[0], "n1");
     }
 }

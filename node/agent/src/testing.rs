@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Event, Node, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, PodStatus, Secret};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -196,6 +196,8 @@ pub struct Recorded {
     pub deleted: Vec<(String, String, String)>,
     pub nodes: Vec<Node>,
     pub node_status_patches: Vec<serde_json::Value>,
+    /// Node names whose lease was renewed, in order.
+    pub lease_renewals: Vec<String>,
 }
 
 impl Recorded {
@@ -221,6 +223,8 @@ pub struct FakeCluster {
     watch: Mutex<Option<mpsc::UnboundedReceiver<PodChange>>>,
     /// Secrets by `namespace/name`.
     secrets: Mutex<HashMap<String, Secret>>,
+    /// ConfigMaps by `namespace/name`.
+    config_maps: Mutex<HashMap<String, ConfigMap>>,
 }
 
 impl FakeCluster {
@@ -230,6 +234,7 @@ impl FakeCluster {
             recorded: watch::Sender::new(Recorded::default()),
             watch: Mutex::new(Some(changes)),
             secrets: Mutex::default(),
+            config_maps: Mutex::default(),
         };
         (Arc::new(cluster), changes_tx)
     }
@@ -238,6 +243,12 @@ impl FakeCluster {
         let name = secret.metadata.name.clone().unwrap_or_default();
         let mut secrets = self.secrets.lock().unwrap();
         secrets.insert(format!("{namespace}/{name}"), secret);
+    }
+
+    pub fn add_config_map(&self, namespace: &str, map: ConfigMap) {
+        let name = map.metadata.name.clone().unwrap_or_default();
+        let mut maps = self.config_maps.lock().unwrap();
+        maps.insert(format!("{namespace}/{name}"), map);
     }
 
     pub fn recorded(&self) -> Recorded {
@@ -271,6 +282,15 @@ impl Cluster for FakeCluster {
         status: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         self.record(|r| r.node_status_patches.push(status));
+        async { Ok(()) }.boxed()
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        node_name: &'a str,
+        _duration_seconds: i32,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        self.record(|r| r.lease_renewals.push(node_name.to_string()));
         async { Ok(()) }.boxed()
     }
 
@@ -320,6 +340,20 @@ impl Cluster for FakeCluster {
             .get(&format!("{namespace}/{name}"))
             .cloned();
         async move { Ok(secret) }.boxed()
+    }
+
+    fn get_config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConfigMap>, ClusterError>> {
+        let map = self
+            .config_maps
+            .lock()
+            .unwrap()
+            .get(&format!("{namespace}/{name}"))
+            .cloned();
+        async move { Ok(map) }.boxed()
     }
 
     fn create_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), ClusterError>> {

@@ -3,7 +3,9 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use skiff_wasm::{Credentials, Exit, Process, Program, PullOptions, PullPolicy, WasmRuntime};
+use skiff_wasm::{
+    Credentials, Exit, Mount, Process, Program, PullOptions, PullPolicy, Sandbox, WasmRuntime,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -129,6 +131,9 @@ impl ContainerDriver for WasmRuntime {
                 stderr,
                 ports,
                 ports_report,
+                mounts,
+                working_dir,
+                limits,
                 context: _,
             } = process;
             let process = Process {
@@ -136,6 +141,18 @@ impl ContainerDriver for WasmRuntime {
                 env,
                 stdout,
                 stderr,
+                sandbox: Sandbox {
+                    mounts: mounts
+                        .into_iter()
+                        .map(|m| Mount {
+                            host_path: m.host_path,
+                            guest_path: m.container_path,
+                            read_only: m.read_only,
+                        })
+                        .collect(),
+                    working_dir,
+                    memory_limit: limits.memory_bytes,
+                },
             };
             let exit = if program.kind() == ProgramKind::HttpProxy {
                 let listeners = bind(&ports).await?;
@@ -158,6 +175,10 @@ impl ContainerDriver for WasmRuntime {
                 Exit::Code(code) => ExitStatus::Code(code),
                 Exit::Trap(message) => ExitStatus::Trap(message),
                 Exit::Killed => ExitStatus::Killed,
+                Exit::OutOfMemory(message) => {
+                    tracing::info!(%message, "container ran out of memory");
+                    ExitStatus::OomKilled
+                }
             })
         }
         .boxed()

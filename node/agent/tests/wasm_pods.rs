@@ -10,7 +10,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodSpec, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Event, Node, Pod, PodSpec, PodStatus, Secret,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use skiff_agent::{AgentConfig, Cluster, ClusterError, NodeAgent, PodChange};
 use skiff_wasm::{RuntimeConfig, WasmRuntime};
@@ -106,6 +108,22 @@ impl Cluster for Recorder {
         _name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Secret>, ClusterError>> {
         async { Ok(None) }.boxed()
+    }
+
+    fn get_config_map<'a>(
+        &'a self,
+        _namespace: &'a str,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConfigMap>, ClusterError>> {
+        async { Ok(None) }.boxed()
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        _node_name: &'a str,
+        _duration_seconds: i32,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async { Ok(()) }.boxed()
     }
 
     fn create_event<'a>(&'a self, _event: &'a Event) -> BoxFuture<'a, Result<(), ClusterError>> {

@@ -803,6 +803,34 @@ impl ContainerDriver for OciDriver {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_engine_that_does_not_answer_is_a_condition_and_a_pull_error() {
+        let dir = std::env::temp_dir().join(format!("skiff-oci-down-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        // A socket file nobody listens on: connections are refused.
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        let config = OciConfig {
+            socket: Some(socket.display().to_string()),
+            ..OciConfig::new("n@/tmp/x")
+        };
+        let detach = CancellationToken::new();
+        let driver = OciDriver::connect(config, detach.clone()).unwrap();
+        assert!(!driver.start_health_checks().await);
+        let conditions = driver.node_conditions();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].type_, "OCIRuntimeReady");
+        assert!(!conditions[0].status);
+        assert_eq!(conditions[0].reason, "DockerUnreachable");
+        let err = driver
+            .prepare("127.0.0.1:5000/a:1", &PullRequest::default())
+            .await
+            .unwrap_err();
+        assert!(err.is_pull_error(), "{err}");
+        detach.cancel();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn references_split_into_repo_and_tag() {
         assert_eq!(split_reference("busybox"), ("busybox", "latest"));

@@ -147,4 +147,11 @@ pub enum RunError {
     /// An HTTP program was given nothing to listen on.
     #[error("program {digest} serves HTTP but was given no listener (declare a containerPort)")]
     NoListener { digest: String },
+    /// A mount could not be granted (its host directory cannot be opened).
+    #[error("cannot set up the files of program {digest}")]
+    Sandbox {
+        digest: String,
+        #[source]
+        source: BoxError,
+    },
 }

@@ -17,11 +17,11 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::Exit;
 use crate::http_outbound::OutboundPolicy;
 use crate::http_output::SharedOutput;
 use crate::program::ComponentState;
 use crate::run::{RunLimits, base_wasi_builder, exit_from_error, new_store};
+use crate::{Exit, Sandbox};
 
 /// Serves requests for one container. Cheap to clone (one clone per connection).
 #[derive(Clone)]
@@ -34,6 +34,8 @@ pub(crate) struct HandlerParts {
     pub(crate) pre: ProxyPre<ComponentState>,
     pub(crate) digest: String,
     pub(crate) limits: RunLimits,
+    /// The container's mounts and working directory, granted to every instance.
+    pub(crate) sandbox: Sandbox,
     pub(crate) args: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) stdout: SharedOutput,
@@ -73,12 +75,20 @@ impl Handler {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let parts = &self.inner.parts;
-        let wasi = {
-            let mut builder = base_wasi_builder(&parts.args, &parts.env);
-            builder
-                .stdout(parts.stdout.stream())
-                .stderr(parts.stderr.stream());
-            builder.build()
+        let wasi = match base_wasi_builder(&parts.args, &parts.env, &parts.sandbox) {
+            Ok(mut builder) => {
+                builder
+                    .stdout(parts.stdout.stream())
+                    .stderr(parts.stderr.stream());
+                builder.build()
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "cannot grant the container's files");
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the node cannot set up the function's files\n".into(),
+                );
+            }
         };
         let outbound = OutboundPolicy::deny_all(Some(parts.stderr.clone()));
         let state = ComponentState::new(wasi, parts.limits.store_limits(), outbound);
@@ -156,6 +166,7 @@ fn trapped(digest: &str, error: wasmtime::Error) -> Failure {
         Exit::Trap(message) => Failure::Trap(message),
         Exit::Code(code) => Failure::Trap(format!("the handler exited with code {code}")),
         Exit::Killed => Failure::Killed,
+        Exit::OutOfMemory(message) => Failure::Trap(message),
     }
 }
 

@@ -20,7 +20,7 @@
 //! or `https://…` URLs. See `docs/wasm-node.md`.
 //!
 //! ```no_run
-//! use skiff_wasm::{Exit, Process, RuntimeConfig, WasmRuntime};
+//! use skiff_wasm::{Exit, Process, RuntimeConfig, Sandbox, WasmRuntime};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,6 +36,7 @@
 //!     env: vec![("GREETING".into(), "ahoy".into())],
 //!     stdout: Box::new(tokio::io::stdout()),
 //!     stderr: Box::new(tokio::io::stderr()),
+//!     sandbox: Sandbox::default(),
 //! };
 //! let cancel = CancellationToken::new();
 //! // Elsewhere: `cancel.cancel()` stops the guest and the run returns `Exit::Killed`.
@@ -43,6 +44,7 @@
 //!     Exit::Code(code) => println!("exited with {code}"),
 //!     Exit::Trap(message) => println!("trapped: {message}"),
 //!     Exit::Killed => println!("stopped"),
+//!     Exit::OutOfMemory(message) => println!("out of memory: {message}"),
 //! }
 //! # Ok(())
 //! # }
@@ -69,5 +71,5 @@ pub use oci::{
     Credentials, CredentialsError, Prepared, PullOptions, PullPolicy, RegistryAuth, RegistryError,
 };
 pub use program::{Program, ProgramKind};
-pub use run::{Exit, Process};
+pub use run::{Exit, Mount, Process, Sandbox};
 pub use runtime::{RuntimeStats, WasmRuntime};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wasmtime::component::{self, ResourceTable};
-use wasmtime::{Engine, ExternType, InstancePre, StoreLimits};
+use wasmtime::{Engine, ExternType, InstancePre};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::artifact::Compiled;
 use crate::error::{BoxError, RuntimeError};
 use crate::http_outbound::OutboundPolicy;
+use crate::run::GuestLimits;
 
 /// What a program is: its binary format and how it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,7 +84,7 @@ impl std::fmt::Debug for Program {
 pub(crate) struct ComponentState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: GuestLimits,
     pub(crate) http: WasiHttpCtx,
     /// Decides what outgoing `wasi:http` requests may do.
     pub(crate) outbound: OutboundPolicy,
@@ -92,7 +93,7 @@ pub(crate) struct ComponentState {
 impl ComponentState {
     pub(crate) fn new(
         wasi: WasiCtx,
-        limits: StoreLimits,
+        limits: GuestLimits,
         outbound: OutboundPolicy,
     ) -> ComponentState {
         ComponentState {
@@ -127,7 +128,7 @@ impl WasiView for ComponentState {
 /// Store data of a running preview-1 module.
 pub(crate) struct ModuleState {
     pub(crate) wasi: WasiP1Ctx,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: GuestLimits,
 }
 
 /// The WASI host functions, linked once per node and shared by every program.

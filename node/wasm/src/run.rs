@@ -1,11 +1,13 @@
 //! Running a prepared program in a fresh store, with only the capabilities the pod
 //! was granted.
 
+use std::path::PathBuf;
+
 use tokio::io::AsyncWrite;
 use tokio_util::sync::CancellationToken;
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::cli::AsyncStdoutStream;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::error::RunError;
 use crate::http_outbound::OutboundPolicy;
@@ -14,8 +16,9 @@ use crate::program::{ComponentState, ModuleState, Pre, Program, ProgramKind, box
 /// Most bytes one guest write may hand to the host writer at a time.
 pub(crate) const OUTPUT_BUDGET: usize = 64 * 1024;
 
-/// What one run of a program gets from the pod: argv, environment and where its
-/// output goes. Nothing else is granted (no files, no network, no stdin).
+/// What one run of a program gets from the pod: argv, environment, where its
+/// output goes, the directories it may see and how much memory it may use.
+/// Nothing else is granted (no network, no stdin).
 pub struct Process {
     /// argv, argv[0] first.
     pub args: Vec<String>,
@@ -23,6 +26,31 @@ pub struct Process {
     /// Receives the guest's stdout as it is written; each guest flush is awaited.
     pub stdout: Box<dyn AsyncWrite + Send + Sync + Unpin>,
     pub stderr: Box<dyn AsyncWrite + Send + Sync + Unpin>,
+    pub sandbox: Sandbox,
+}
+
+/// The files and limits of one run; the default grants no files and only the
+/// node-wide memory limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    /// Host directories preopened for the guest, each at its guest path.
+    pub mounts: Vec<Mount>,
+    /// The guest's current directory (`wasi:cli/environment.initial-cwd`, and
+    /// `PWD`); `None` is `/`.
+    pub working_dir: Option<String>,
+    /// Most bytes of linear memory the guest may grow to (below the node-wide
+    /// `RuntimeConfig::max_memory_bytes`). Growing past it ends the run with
+    /// [`Exit::OutOfMemory`].
+    pub memory_limit: Option<u64>,
+}
+
+/// One host directory the guest sees at `guest_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    /// Absolute path inside the guest, e.g. `/data`.
+    pub guest_path: String,
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for Process {
@@ -30,6 +58,7 @@ impl std::fmt::Debug for Process {
         f.debug_struct("Process")
             .field("args", &self.args)
             .field("env", &self.env)
+            .field("sandbox", &self.sandbox)
             .finish_non_exhaustive()
     }
 }
@@ -43,20 +72,95 @@ pub enum Exit {
     Trap(String),
     /// The run was cancelled by the caller.
     Killed,
+    /// The guest tried to grow its memory past its limit and was stopped (the
+    /// Wasm analogue of an OOM kill); the text says how far it tried to grow.
+    OutOfMemory(String),
 }
 
+#[derive(Clone, Copy)]
 pub(crate) struct RunLimits {
     pub(crate) max_memory_bytes: usize,
 }
 
 impl RunLimits {
-    pub(crate) fn store_limits(&self) -> StoreLimits {
-        StoreLimitsBuilder::new()
-            .memory_size(self.max_memory_bytes)
-            // Growing past the limit ends the run as a trap (the Wasm analogue of an
-            // OOM kill) instead of handing the guest an allocation failure to ignore.
-            .trap_on_grow_failure(true)
-            .build()
+    /// The node's limits, tightened by the process's own memory limit.
+    pub(crate) fn for_sandbox(self, sandbox: &Sandbox) -> RunLimits {
+        let own = sandbox
+            .memory_limit
+            .and_then(|limit| usize::try_from(limit).ok())
+            .unwrap_or(usize::MAX);
+        RunLimits {
+            max_memory_bytes: self.max_memory_bytes.min(own),
+        }
+    }
+
+    pub(crate) fn store_limits(&self) -> GuestLimits {
+        GuestLimits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(self.max_memory_bytes)
+                // Growing past the limit ends the run as a trap (the Wasm analogue of an
+                // OOM kill) instead of handing the guest an allocation failure to ignore.
+                .trap_on_grow_failure(true)
+                .build(),
+            max_memory_bytes: self.max_memory_bytes,
+            refused_growth: None,
+        }
+    }
+}
+
+/// wasmtime's [`StoreLimits`], remembering a refused memory growth so the end of
+/// the run can be told apart from any other trap.
+pub(crate) struct GuestLimits {
+    inner: StoreLimits,
+    max_memory_bytes: usize,
+    refused_growth: Option<usize>,
+}
+
+impl GuestLimits {
+    /// `Some(message)` when the guest tried to grow past its memory limit.
+    pub(crate) fn out_of_memory(&self) -> Option<String> {
+        self.refused_growth.map(|desired| {
+            format!(
+                "the guest tried to grow its memory to {desired} bytes, past its limit of {} bytes",
+                self.max_memory_bytes
+            )
+        })
+    }
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) && desired > self.max_memory_bytes {
+            self.refused_growth = Some(desired);
+        }
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
@@ -67,7 +171,11 @@ pub(crate) async fn run(
     process: Process,
     cancel: CancellationToken,
 ) -> Result<Exit, RunError> {
-    let wasi = wasi_builder(process);
+    let limits = limits.for_sandbox(&process.sandbox);
+    let wasi = wasi_builder(process).map_err(|source| RunError::Sandbox {
+        digest: program.digest().to_owned(),
+        source: boxed(source),
+    })?;
     let store_limits = limits.store_limits();
     let digest = program.digest();
     let run = async {
@@ -79,13 +187,16 @@ pub(crate) async fn run(
                 let mut store = new_store(engine, state);
                 let command = match pre.instantiate_async(&mut store).await {
                     Ok(command) => command,
-                    Err(error) => return instantiate_failed(digest, error),
+                    Err(error) => {
+                        let oom = store.data().limits.out_of_memory();
+                        return instantiate_failed(digest, oom, error);
+                    }
                 };
                 let ended = command.wasi_cli_run().call_run(&mut store).await;
                 Ok(match ended {
                     Ok(Ok(())) => Exit::Code(0),
                     Ok(Err(())) => Exit::Code(1),
-                    Err(error) => exit_from_error(digest, error),
+                    Err(error) => exit_of(digest, store.data().limits.out_of_memory(), error),
                 })
             }
             Pre::Http(_) => Err(RunError::WrongKind {
@@ -102,7 +213,10 @@ pub(crate) async fn run(
                 let mut store = new_store(engine, state);
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(instance) => instance,
-                    Err(error) => return instantiate_failed(digest, error),
+                    Err(error) => {
+                        let oom = store.data().limits.out_of_memory();
+                        return instantiate_failed(digest, oom, error);
+                    }
                 };
                 let start = instance
                     .get_typed_func::<(), ()>(&mut store, "_start")
@@ -112,7 +226,7 @@ pub(crate) async fn run(
                     })?;
                 Ok(match start.call_async(&mut store, ()).await {
                     Ok(()) => Exit::Code(0),
-                    Err(error) => exit_from_error(digest, error),
+                    Err(error) => exit_of(digest, store.data().limits.out_of_memory(), error),
                 })
             }
         }
@@ -126,22 +240,28 @@ pub(crate) async fn run(
     }
 }
 
-fn wasi_builder(process: Process) -> WasiCtxBuilder {
+fn wasi_builder(process: Process) -> wasmtime::Result<WasiCtxBuilder> {
     let Process {
         args,
         env,
         stdout,
         stderr,
+        sandbox,
     } = process;
-    let mut builder = base_wasi_builder(&args, &env);
+    let mut builder = base_wasi_builder(&args, &env, &sandbox)?;
     builder
         .stdout(AsyncStdoutStream::new(OUTPUT_BUDGET, stdout))
         .stderr(AsyncStdoutStream::new(OUTPUT_BUDGET, stderr));
-    builder
+    Ok(builder)
 }
 
-/// Args and env, and no network; stdout and stderr are the caller's to add.
-pub(crate) fn base_wasi_builder(args: &[String], env: &[(String, String)]) -> WasiCtxBuilder {
+/// Args, env, the sandbox's directories, and no network; stdout and stderr are
+/// the caller's to add. Fails when a mount's host directory cannot be opened.
+pub(crate) fn base_wasi_builder(
+    args: &[String],
+    env: &[(String, String)],
+    sandbox: &Sandbox,
+) -> wasmtime::Result<WasiCtxBuilder> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(args)
@@ -151,22 +271,44 @@ pub(crate) fn base_wasi_builder(args: &[String], env: &[(String, String)]) -> Wa
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    builder
+    for mount in &sandbox.mounts {
+        let perms = if mount.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        builder
+            .preopened_dir(&mount.host_path, &mount.guest_path, perms)
+            .map_err(|error| {
+                error.context(format!(
+                    "opening {} for {}",
+                    mount.host_path.display(),
+                    mount.guest_path
+                ))
+            })?;
+    }
+    if let Some(dir) = &sandbox.working_dir {
+        builder.initial_cwd(dir);
+        if !env.iter().any(|(name, _)| name == "PWD") {
+            builder.env("PWD", dir);
+        }
+    }
+    Ok(builder)
 }
 
 /// Store data that carries the run's resource limits.
 pub(crate) trait Limited: 'static {
-    fn limits(&mut self) -> &mut StoreLimits;
+    fn limits(&mut self) -> &mut GuestLimits;
 }
 
 impl Limited for ComponentState {
-    fn limits(&mut self) -> &mut StoreLimits {
+    fn limits(&mut self) -> &mut GuestLimits {
         &mut self.limits
     }
 }
 
 impl Limited for ModuleState {
-    fn limits(&mut self) -> &mut StoreLimits {
+    fn limits(&mut self) -> &mut GuestLimits {
         &mut self.limits
     }
 }
@@ -182,14 +324,30 @@ pub(crate) fn new_store<T: Limited>(engine: &Engine, state: T) -> Store<T> {
 /// Instantiation can trap (a start function, a bad data segment): that is the
 /// guest's fault and reads as a trap. Anything else (the instance pool is full) is
 /// the node's.
-fn instantiate_failed(digest: &str, error: wasmtime::Error) -> Result<Exit, RunError> {
-    if error.is::<Trap>() {
-        return Ok(exit_from_error(digest, error));
+/// A memory the guest declares larger than its limit reads as running out of memory.
+fn instantiate_failed(
+    digest: &str,
+    out_of_memory: Option<String>,
+    error: wasmtime::Error,
+) -> Result<Exit, RunError> {
+    if out_of_memory.is_some() || error.is::<Trap>() {
+        return Ok(exit_of(digest, out_of_memory, error));
     }
     Err(RunError::Instantiate {
         digest: digest.to_owned(),
         source: boxed(error),
     })
+}
+
+/// How a run that ended in `error` ended, given what the limiter saw.
+pub(crate) fn exit_of(digest: &str, out_of_memory: Option<String>, error: wasmtime::Error) -> Exit {
+    match out_of_memory {
+        Some(message) if error.downcast_ref::<I32Exit>().is_none() => {
+            tracing::info!(program = digest, %message, "guest ran out of memory");
+            Exit::OutOfMemory(message)
+        }
+        _ => exit_from_error(digest, error),
+    }
 }
 
 pub(crate) fn exit_from_error(digest: &str, error: wasmtime::Error) -> Exit {

@@ -32,6 +32,11 @@ pub const KILLED_EXIT_CODE: i32 = 137;
 /// Exit code for a process that could not be started (kubelet's `StartError`).
 pub const START_ERROR_EXIT_CODE: i32 = 128;
 
+/// How soon a start that failed on its configuration is tried again. Fixed, not
+/// a back-off: kubelet retries at every pod sync, so a ConfigMap created later
+/// is picked up within seconds.
+pub const CONFIG_RETRY: Duration = Duration::from_secs(5);
+
 /// Where the container is in its lifecycle; each phase tells the runner what to do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
@@ -62,11 +67,26 @@ pub enum Phase {
 /// What happened, fed into [`ContainerMachine::step`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    Prepared { image_id: String },
-    PrepareFailed { pull: bool, message: String },
+    Prepared {
+        image_id: String,
+    },
+    PrepareFailed {
+        pull: bool,
+        message: String,
+    },
+    /// The image is ready but the container's configuration is not (a missing
+    /// ConfigMap, Secret or volume): wait with `reason` and try again.
+    ConfigFailed {
+        reason: &'static str,
+        message: String,
+    },
     Exited(Outcome),
     BackOffElapsed,
     Stop,
+    /// The startup probe succeeded.
+    Started,
+    /// The readiness probe says the container is (not) ready.
+    Ready(bool),
 }
 
 /// The result of one attempt, as it will appear in `state.terminated`.
@@ -175,6 +195,13 @@ pub struct ContainerMachine {
     crash_backoff: Backoff,
     prepare_backoff: Backoff,
     prepare_failures: u32,
+    /// Which probes gate `started` and `ready`.
+    has_startup_probe: bool,
+    has_readiness_probe: bool,
+    /// While running: the startup probe passed (or there is none).
+    started: bool,
+    /// While running: readiness passed (or there is no readiness probe).
+    ready: bool,
 }
 
 impl ContainerMachine {
@@ -199,7 +226,20 @@ impl ContainerMachine {
             crash_backoff: Backoff::default(),
             prepare_backoff: Backoff::default(),
             prepare_failures: 0,
+            has_startup_probe: false,
+            has_readiness_probe: false,
+            started: false,
+            ready: false,
         }
+    }
+
+    /// Declares the container's probes: with a startup probe it is not
+    /// `started` until that passes; with a readiness probe it is not `ready`
+    /// until that passes.
+    pub fn with_probes(mut self, startup: bool, readiness: bool) -> ContainerMachine {
+        self.has_startup_probe = startup;
+        self.has_readiness_probe = readiness;
+        self
     }
 
     pub fn phase(&self) -> &Phase {
@@ -247,6 +287,8 @@ impl ContainerMachine {
                 self.image_id = Some(image_id);
                 self.prepare_failures = 0;
                 self.prepare_backoff.reset();
+                self.started = !self.has_startup_probe;
+                self.ready = self.started && !self.has_readiness_probe;
                 Phase::Running {
                     started_at: at.wall,
                     since: at.mono,
@@ -269,6 +311,11 @@ impl ContainerMachine {
                     delay,
                 }
             }
+            (Phase::Creating, Input::ConfigFailed { reason, message }) => Phase::PrepareBackOff {
+                reason,
+                message,
+                delay: CONFIG_RETRY,
+            },
             (Phase::PrepareBackOff { .. }, Input::BackOffElapsed) => Phase::Creating,
             (Phase::Running { started_at, since }, Input::Exited(outcome)) => {
                 let restart = self.policy.restarts_after(outcome.exit_code);
@@ -279,6 +326,15 @@ impl ContainerMachine {
                 } else {
                     Phase::Finished
                 }
+            }
+            (phase @ Phase::Running { .. }, Input::Started) => {
+                self.started = true;
+                self.ready = !self.has_readiness_probe;
+                phase
+            }
+            (phase @ Phase::Running { .. }, Input::Ready(ready)) => {
+                self.ready = ready && self.started;
+                phase
             }
             (Phase::Running { started_at, since }, Input::Stop) => {
                 Phase::Stopping { started_at, since }
@@ -360,8 +416,8 @@ impl ContainerMachine {
             image: self.image.clone(),
             image_id: self.image_id.clone().unwrap_or_default(),
             container_id,
-            ready: matches!(self.phase, Phase::Running { .. }),
-            started: Some(running_now),
+            ready: matches!(self.phase, Phase::Running { .. }) && self.ready,
+            started: Some(running_now && self.started),
             restart_count: i32::try_from(self.restart_count).unwrap_or(i32::MAX),
             state: Some(state),
             last_state: Some(last.as_ref().map(Termination::to_state).unwrap_or_default()),

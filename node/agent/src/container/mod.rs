@@ -1,14 +1,17 @@
 //! One container of a pod: how its process is described (argv, env), its
 //! lifecycle state machine ([`machine`]) and the task that drives it ([`runner`]).
 
+pub mod checks;
+pub mod env;
 pub mod machine;
+pub mod probe;
 pub mod runner;
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use k8s_openapi::api::core::v1::Container;
 
-use crate::driver::PortSpec;
+use crate::driver::{PortSpec, ProcessLimits};
 
 /// The pod's `restartPolicy`, deciding whether an exited container runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,25 +63,14 @@ pub fn argv(container: &Container) -> Vec<String> {
     }
 }
 
-/// The environment the process gets, and the names of variables left out
-/// because they use a source the agent does not support yet (`valueFrom`).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Environment {
-    pub vars: Vec<(String, String)>,
-    pub unsupported: Vec<String>,
-}
-
-pub fn environment(container: &Container) -> Environment {
-    let mut environment = Environment::default();
-    for var in container.env.iter().flatten() {
-        if var.value_from.is_some() {
-            environment.unsupported.push(var.name.clone());
-        } else {
-            let value = var.value.clone().unwrap_or_default();
-            environment.vars.push((var.name.clone(), value));
-        }
+/// The container's `resources.limits` that the driver enforces.
+pub fn limits(container: &Container) -> ProcessLimits {
+    let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let get = |name: &str| limits.and_then(|l| l.get(name)).map(|q| q.0.as_str());
+    ProcessLimits {
+        memory_bytes: get("memory").and_then(crate::quantity::bytes),
+        cpu_cores: get("cpu").and_then(crate::quantity::parse),
     }
-    environment
 }
 
 /// The container's TCP ports. A port without `hostIP` is served on loopback:
@@ -108,7 +100,6 @@ pub fn ports(container: &Container) -> Vec<PortSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
 
     fn container(command: Option<&[&str]>, args: Option<&[&str]>) -> Container {
         let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
@@ -131,40 +122,6 @@ mod tests {
         assert_eq!(argv(&container(None, Some(&["a", "b"]))), ["web", "a", "b"]);
         assert_eq!(argv(&container(None, None)), ["web"]);
         assert_eq!(argv(&container(Some(&[]), Some(&["x"]))), ["web", "x"]);
-    }
-
-    #[test]
-    fn environment_skips_value_from() {
-        let mut c = container(None, None);
-        c.env = Some(vec![
-            EnvVar {
-                name: "A".into(),
-                value: Some("1".into()),
-                value_from: None,
-            },
-            EnvVar {
-                name: "EMPTY".into(),
-                value: None,
-                value_from: None,
-            },
-            EnvVar {
-                name: "POD".into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "metadata.name".into(),
-                        api_version: None,
-                    }),
-                    ..EnvVarSource::default()
-                }),
-            },
-        ]);
-        let env = environment(&c);
-        assert_eq!(
-            env.vars,
-            [("A".into(), "1".into()), ("EMPTY".into(), String::new())]
-        );
-        assert_eq!(env.unsupported, ["POD"]);
     }
 
     #[test]

@@ -5,21 +5,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::checks::{ContainerChecks, ExecTemplate};
+use super::env::{Resolved, resolve};
 use super::machine::{ContainerMachine, Input, Moment, Outcome, Phase};
-use super::{argv, environment, ports};
+use super::probe::{self, Probes, Verdict};
+use super::{limits, ports};
 use crate::cluster::Cluster;
 use crate::driver::{
-    ContainerDriver, ImagePullPolicy, PodSandbox, PreparedImage, ProcessContext, ProcessSpec,
-    PullRequest, error_chain,
+    ContainerDriver, ImagePullPolicy, MountSpec, PodSandbox, PreparedImage, ProcessContext,
+    ProcessSpec, PullRequest, error_chain,
 };
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
 use crate::pod::PodIdentity;
 use crate::ports::PortTable;
+use crate::sources::{Allocatable, PodFacts, Sources};
+use crate::volumes::{self, PodVolumes};
 
 /// Which of the pod's containers a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +56,21 @@ pub struct RunnerContext {
     pub reports: mpsc::UnboundedSender<Report>,
     /// Where serving containers record their node ports.
     pub ports: Arc<PortTable>,
+    /// The pod as the worker first saw it (for the downward API and volumes).
+    pub pod_object: Arc<Pod>,
+    /// The node's address (the downward API's `status.podIP`/`hostIP`).
+    pub host_ip: String,
+    pub allocatable: Allocatable,
+    pub volumes: Arc<PodVolumes>,
     /// The pod as the driver sees it (runtime class, grace period).
     pub sandbox: Arc<PodSandbox>,
+}
+
+/// What a container is started with, put together right before each start.
+struct Launch {
+    resolved: Resolved,
+    mounts: Vec<MountSpec>,
+    working_dir: Option<String>,
 }
 
 pub struct ContainerRunner {
@@ -62,6 +80,7 @@ pub struct ContainerRunner {
     context: RunnerContext,
     cancel: CancellationToken,
     prepared: Option<PreparedImage>,
+    launch: Option<Launch>,
 }
 
 impl ContainerRunner {
@@ -79,12 +98,12 @@ impl ContainerRunner {
             context,
             cancel,
             prepared: None,
+            launch: None,
         }
     }
 
     /// Runs the container until it finishes for good or `cancel` stops it.
     pub async fn run(mut self) {
-        self.warn_about_unsupported_env().await;
         self.report();
         loop {
             let input = match self.machine.phase() {
@@ -118,15 +137,78 @@ impl ContainerRunner {
             .await;
     }
 
-    async fn warn_about_unsupported_env(&self) {
-        let unsupported = environment(&self.spec).unsupported;
-        if !unsupported.is_empty() {
+    /// Sets up the pod's volumes and resolves env and argv, as kubelet does right
+    /// before each start. A missing ConfigMap or Secret keeps the container
+    /// waiting (`ContainerCreating` for a volume, `CreateContainerConfigError`
+    /// for env) and is tried again shortly.
+    async fn configure(&mut self) -> Result<Launch, Input> {
+        let pod = Arc::clone(&self.context.pod_object);
+        let claims = Default::default();
+        let facts = PodFacts {
+            pod: &pod,
+            host_ip: &self.context.host_ip,
+            allocatable: self.context.allocatable,
+            claims: &claims,
+        };
+        let cluster = Arc::clone(&self.context.cluster);
+        let mut sources = Sources::new(cluster.as_ref(), &self.context.pod.namespace);
+        let pod_volumes = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or_default();
+        let mounted = match self
+            .context
+            .volumes
+            .set_up(pod_volumes, &facts, &mut sources)
+            .await
+        {
+            Ok(dirs) => volumes::mounts(&self.spec, &dirs).and_then(|mounts| {
+                let working_dir = volumes::working_dir(&self.spec, &mounts)?;
+                Ok((mounts, working_dir))
+            }),
+            Err(error) => {
+                let message = error.to_string();
+                self.event(EventType::Warning, "FailedMount", message.clone())
+                    .await;
+                return Err(Input::ConfigFailed {
+                    reason: "ContainerCreating",
+                    message,
+                });
+            }
+        };
+        let resolved = resolve(&self.spec, &facts, &mut sources).await;
+        let (mounts, working_dir, resolved) = match (mounted, resolved) {
+            (Ok((mounts, working_dir)), Ok(resolved)) => (mounts, working_dir, resolved),
+            (Err(error), _) => return Err(self.config_failed(error.to_string()).await),
+            (_, Err(error)) => return Err(self.config_failed(error.to_string()).await),
+        };
+        if !resolved.invalid_names.is_empty() {
             let message = format!(
-                "env {} uses valueFrom, which this node does not support yet; starting without it",
-                unsupported.join(", ")
+                "Keys [{}] from the EnvFrom sources were skipped since they are considered invalid environment variable names.",
+                resolved.invalid_names.join(", ")
             );
-            self.event(EventType::Warning, "EnvNotSupported", message)
-                .await;
+            self.event(
+                EventType::Warning,
+                "InvalidEnvironmentVariableNames",
+                message,
+            )
+            .await;
+        }
+        Ok(Launch {
+            resolved,
+            mounts,
+            working_dir,
+        })
+    }
+
+    async fn config_failed(&self, message: String) -> Input {
+        tracing::warn!(pod = %self.context.pod, container = %self.machine.name(), %message, "container configuration failed");
+        self.event(EventType::Warning, "Failed", format!("Error: {message}"))
+            .await;
+        Input::ConfigFailed {
+            reason: "CreateContainerConfigError",
+            message,
         }
     }
 
@@ -156,7 +238,13 @@ impl ContainerRunner {
                 self.event(EventType::Normal, "Pulled", message).await;
                 let image_id = prepared.image_id().to_string();
                 self.prepared = Some(prepared);
-                Input::Prepared { image_id }
+                match self.configure().await {
+                    Ok(launch) => {
+                        self.launch = Some(launch);
+                        Input::Prepared { image_id }
+                    }
+                    Err(input) => input,
+                }
             }
             Err(error) => {
                 let message = error_chain(&error);
@@ -213,6 +301,32 @@ impl ContainerRunner {
         configs
     }
 
+    /// A probe result: readiness and startup go into the status, failures
+    /// become `Unhealthy` events, a failed liveness or startup probe kills the
+    /// process (the restart policy decides what follows).
+    async fn on_verdict(&mut self, verdict: Verdict, kill: &CancellationToken) {
+        let name = self.machine.name().to_string();
+        match verdict {
+            Verdict::Started => self.machine.step(Input::Started, Moment::now()),
+            Verdict::Ready(ready) => self.machine.step(Input::Ready(ready), Moment::now()),
+            Verdict::Unhealthy { kind, message } => {
+                let message = format!("{} probe failed: {message}", kind.label());
+                self.event(EventType::Warning, "Unhealthy", message).await;
+                return;
+            }
+            Verdict::Kill { kind } => {
+                let message = format!(
+                    "Container {name} failed {} probe, will be restarted",
+                    kind.label().to_lowercase()
+                );
+                self.event(EventType::Normal, "Killing", message).await;
+                kill.cancel();
+                return;
+            }
+        }
+        self.report();
+    }
+
     async fn back_off(&self, delay: Duration) -> Input {
         let message = match self.machine.phase() {
             Phase::CrashLoopBackOff { .. } => format!(
@@ -233,7 +347,7 @@ impl ContainerRunner {
     /// Starts one attempt and waits for it (and its log) to end. A stop request
     /// is stepped into the machine here, so the next input is always `Exited`.
     async fn run_process(&mut self) -> Input {
-        let Some(prepared) = self.prepared.clone() else {
+        let (Some(prepared), Some(launch)) = (self.prepared.clone(), self.launch.take()) else {
             return Input::Exited(Outcome::start_error("no prepared image".into()));
         };
         let pod = &self.context.pod;
@@ -258,15 +372,40 @@ impl ContainerRunner {
                 return Input::Exited(Outcome::start_error(message));
             }
         };
+        let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let limits = limits(&self.spec);
+        let checks = ContainerChecks {
+            host_ip: self.context.host_ip.clone(),
+            served: Arc::clone(&served),
+            exec: ExecTemplate {
+                driver: Arc::clone(&self.context.driver),
+                image: prepared.clone(),
+                env: launch.resolved.env.clone(),
+                mounts: launch.mounts.clone(),
+                working_dir: launch.working_dir.clone(),
+                limits,
+                context: Some(ProcessContext {
+                    pod: Arc::clone(&self.context.sandbox),
+                    container: Arc::new(self.spec.clone()),
+                    restart_count: self.machine.restart_count(),
+                }),
+            },
+        };
         let process = ProcessSpec {
-            args: argv(&self.spec),
-            env: environment(&self.spec).vars,
+            args: launch.resolved.args,
+            env: launch.resolved.env,
+            mounts: launch.mounts,
+            working_dir: launch.working_dir,
+            limits,
             stdout: Box::new(attempt.stdout),
             stderr: Box::new(attempt.stderr),
             ports: ports(&self.spec),
             ports_report: Some({
                 let (table, pod, name) = (self.context.ports.clone(), pod.clone(), name.clone());
-                Box::new(move |served| table.serving(&pod, &name, &served))
+                Box::new(move |ports| {
+                    table.serving(&pod, &name, &ports);
+                    *served.lock().expect("lock poisoned") = ports;
+                })
             }),
             context: Some(ProcessContext {
                 pod: Arc::clone(&self.context.sandbox),
@@ -288,6 +427,7 @@ impl ContainerRunner {
         .await;
         let driver = Arc::clone(&self.context.driver);
         let process_cancel = self.cancel.child_token();
+        let kill = process_cancel.clone();
         let attempt_done = async {
             let (result, ()) = tokio::join!(
                 driver.run(&prepared, process, process_cancel),
@@ -296,17 +436,26 @@ impl ContainerRunner {
             result
         };
         tokio::pin!(attempt_done);
+        let (verdicts_tx, mut verdicts) = mpsc::unbounded_channel();
+        let probes = Probes::of(&self.spec);
+        let mut probing = !probes.is_empty();
+        let prober = probe::supervise(probes, &checks, verdicts_tx);
+        tokio::pin!(prober);
         // A stop wins over an exit seen at the same moment: the process's own
         // token is a child of `cancel`, so both fire together.
-        let result = tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => {
-                self.machine.step(Input::Stop, Moment::now());
-                self.report();
-                self.event(EventType::Normal, "Killing", format!("Stopping container {name}")).await;
-                attempt_done.await
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    self.machine.step(Input::Stop, Moment::now());
+                    self.report();
+                    self.event(EventType::Normal, "Killing", format!("Stopping container {name}")).await;
+                    break attempt_done.await;
+                }
+                result = &mut attempt_done => break result,
+                Some(verdict) = verdicts.recv() => self.on_verdict(verdict, &kill).await,
+                () = &mut prober, if probing => probing = false,
             }
-            result = &mut attempt_done => result,
         };
         self.context.ports.stopped(&self.context.pod, &name);
         match result {

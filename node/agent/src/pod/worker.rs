@@ -2,6 +2,7 @@
 //! order the stage machine says, collects their statuses, writes the pod's
 //! status when it changes, and carries out deletion.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ use crate::driver::{ContainerDriver, DEFAULT_GRACE_PERIOD, PodSandbox, error_cha
 use crate::events::EventRecorder;
 use crate::logs::LogBook;
 use crate::ports::PortTable;
+use crate::sources::Allocatable;
+use crate::volumes::PodVolumes;
 
 /// How long to wait before writing a status again after the write failed.
 const STATUS_RETRY: Duration = Duration::from_secs(2);
@@ -40,6 +43,10 @@ pub struct NodeContext {
     pub logs: Arc<LogBook>,
     /// The node ports of serving containers.
     pub ports: Arc<PortTable>,
+    /// Where pod volumes live (`<data_dir>/volumes/<uid>`).
+    pub data_dir: PathBuf,
+    /// What the node offers containers without limits (the downward API's fallback).
+    pub allocatable: Allocatable,
     /// Cancelled when the agent shuts down.
     pub shutdown: CancellationToken,
 }
@@ -56,6 +63,8 @@ pub enum WorkerCommand {
 pub struct PodWorker {
     pod: PodIdentity,
     spec: PodSpec,
+    object: Arc<Pod>,
+    volumes: Arc<PodVolumes>,
     policy: RestartPolicy,
     node: Arc<NodeContext>,
     events: EventRecorder,
@@ -101,6 +110,7 @@ impl PodWorker {
         node: Arc<NodeContext>,
     ) -> Option<(PodWorker, mpsc::UnboundedSender<WorkerCommand>)> {
         let identity = PodIdentity::of(pod)?;
+        let identity_uid = identity.uid.clone();
         let spec = pod.spec.clone()?;
         let policy = RestartPolicy::from_spec(spec.restart_policy.as_deref());
         let init_specs = spec.init_containers.clone().unwrap_or_default();
@@ -162,6 +172,8 @@ impl PodWorker {
             retry_at: None,
             start_time: Timestamp::now(),
             spec,
+            object: Arc::new(pod.clone()),
+            volumes: Arc::new(PodVolumes::new(&node.data_dir, &identity_uid)),
             node,
         };
         Some((worker, commands_tx))
@@ -281,7 +293,8 @@ impl PodWorker {
             &image,
             (&pod.namespace, &pod.name, &pod.uid),
             policy,
-        );
+        )
+        .with_probes(spec.startup_probe.is_some(), spec.readiness_probe.is_some());
         let context = RunnerContext {
             pod: pod.clone(),
             driver: Arc::clone(&self.node.driver),
@@ -298,6 +311,10 @@ impl PodWorker {
             events: self.events.clone(),
             reports: self.reports_tx.clone(),
             ports: Arc::clone(&self.node.ports),
+            pod_object: Arc::clone(&self.object),
+            host_ip: self.node.host_ip.clone(),
+            allocatable: self.node.allocatable,
+            volumes: Arc::clone(&self.volumes),
             sandbox: Arc::new(PodSandbox {
                 uid: pod.uid.clone(),
                 namespace: pod.namespace.clone(),
@@ -384,6 +401,7 @@ impl PodWorker {
             {
                 let _ = tokio::fs::remove_dir_all(dir).await;
             }
+            self.volumes.remove().await;
         }
         tracing::info!(?reason, "pod worker stopped");
     }

@@ -25,6 +25,11 @@ fn harness() -> Harness {
         driver: Arc::new(driver.clone()),
         logs: Arc::new(LogBook::new(dir.path().join("pods"))),
         ports: Arc::default(),
+        data_dir: dir.path().to_path_buf(),
+        allocatable: crate::sources::Allocatable {
+            cpu_cores: 2.0,
+            memory_bytes: 4e9,
+        },
         shutdown: CancellationToken::new(),
     });
     Harness {
@@ -470,7 +475,7 @@ async fn argv_env_and_logs_reach_the_driver() {
         }],
     );
     let mut app = container("app", "img");
-    app.args = Some(vec!["--port".into(), "80".into()]);
+    app.args = Some(vec!["--port".into(), "$(PORT)".into(), "$(NS)".into()]);
     app.env = Some(vec![
         EnvVar {
             name: "MODE".into(),
@@ -478,11 +483,16 @@ async fn argv_env_and_logs_reach_the_driver() {
             value_from: None,
         },
         EnvVar {
-            name: "NODE".into(),
+            name: "PORT".into(),
+            value: Some("80".into()),
+            value_from: None,
+        },
+        EnvVar {
+            name: "NS".into(),
             value: None,
             value_from: Some(EnvVarSource {
                 field_ref: Some(ObjectFieldSelector {
-                    field_path: "spec.nodeName".into(),
+                    field_path: "metadata.namespace".into(),
                     api_version: None,
                 }),
                 ..EnvVarSource::default()
@@ -495,13 +505,14 @@ async fn argv_env_and_logs_reach_the_driver() {
         .wait_for("failure", |r| phase_of(r) == "Failed")
         .await;
     let run = &h.driver.wait_for_runs(1).await[0];
-    assert_eq!(run.args, ["app", "--port", "80"]);
-    assert_eq!(run.env, [("MODE".to_string(), "fast".to_string())]);
-    assert!(
-        recorded
-            .event_reasons()
-            .contains(&"EnvNotSupported".to_string())
-    );
+    assert_eq!(run.args, ["app", "--port", "80", "ns"]);
+    let env: Vec<(&str, &str)> = run
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(env, [("MODE", "fast"), ("PORT", "80"), ("NS", "ns")]);
+    assert_eq!(phase_of(&recorded), "Failed");
     let source = h.node.logs.find("ns", "p", "app", false).unwrap();
     let mut stream = Box::pin(source.open(None, false).await.unwrap());
     let chunk = futures::StreamExt::next(&mut stream)

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use skiff_wasm::{Process, RuntimeConfig, WasmRuntime};
+use skiff_wasm::{Process, RuntimeConfig, Sandbox, WasmRuntime};
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 
@@ -122,6 +122,7 @@ pub fn captured_process(args: &[&str], env: &[(&str, &str)]) -> (Process, Captur
             .collect(),
         stdout: Box::new(stdout),
         stderr: Box::new(stderr),
+        sandbox: Sandbox::default(),
     };
     (process, out, err)
 }
