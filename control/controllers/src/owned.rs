@@ -65,10 +65,7 @@ pub async fn controlled_by<K>(
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    store
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheGone)?;
+    crate::runtime::cache_ready(store).await?;
     Ok(store
         .state()
         .into_iter()

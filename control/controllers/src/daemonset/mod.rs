@@ -88,11 +88,7 @@ async fn reconcile(ds: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, 
     let uid = ds.metadata.uid.clone().unwrap_or_default();
     let pods = owned::controlled_by(&context.pods, &namespace, &uid).await?;
     let revisions = owned::controlled_by(&context.revisions, &namespace, &uid).await?;
-    context
-        .nodes
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheGone)?;
+    crate::runtime::cache_ready(&context.nodes).await?;
     if !context
         .expectations
         .satisfied(&key, |name| owned::holds_alive(&pods, name))

@@ -92,11 +92,7 @@ fn cache_shows(sets: &[Arc<ReplicaSet>], token: &str) -> bool {
 }
 
 async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result<Action, Error> {
-    context
-        .sets
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheGone)?;
+    crate::runtime::cache_ready(&context.sets).await?;
     let key = key_of(deployment.as_ref());
     let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
     let uid = deployment.metadata.uid.clone().unwrap_or_default();

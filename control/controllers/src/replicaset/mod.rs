@@ -94,11 +94,7 @@ fn error_policy(rs: Arc<ReplicaSet>, error: &Error, context: Arc<Context>) -> Ac
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, Error> {
-    context
-        .pods
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheGone)?;
+    crate::runtime::cache_ready(&context.pods).await?;
     let key = key_of(rs.as_ref());
     let namespace = rs.metadata.namespace.clone().unwrap_or_default();
     let in_namespace: Vec<Arc<Pod>> = context
