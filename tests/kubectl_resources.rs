@@ -132,7 +132,7 @@ spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
 ---
 apiVersion: node.k8s.io/v1
 kind: RuntimeClass
-metadata: {name: wasm}
+metadata: {name: sandboxed}
 handler: wasmtime
 "#;
 
@@ -452,10 +452,12 @@ fn every_kind_is_discoverable_and_served() -> Result<()> {
     );
     assert!(row(&pvc, "data").starts_with("data Pending "), "{pvc}");
     let runtime = cluster.kubectl_ok(&["get", "runtimeclass"])?;
+    // `wasm` and `oci` are the node's own classes, created at start.
     assert!(
-        row(&runtime, "wasm").starts_with("wasm wasmtime "),
+        row(&runtime, "sandboxed").starts_with("sandboxed wasmtime "),
         "{runtime}"
     );
+    assert!(row(&runtime, "wasm").starts_with("wasm wasm "), "{runtime}");
 
     // A bad role is rejected with its field.
     let bad = write(
