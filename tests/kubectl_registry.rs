@@ -45,10 +45,15 @@ fn a_pod_runs_an_image_pulled_from_a_registry() -> Result<()> {
     let good = manifest(dir.path(), "good.yaml", &pod_yaml("hello", &image));
     cluster.kubectl_ok(&["apply", "-f", good.to_str().unwrap()])?;
     cluster.wait_field(&["pod", "hello"], "{.status.phase}", "Running")?;
-    cluster.wait_for(Duration::from_secs(60), "the greeting", |c| {
-        let logs = c.kubectl_ok(&["logs", "hello"])?;
-        Ok(logs.contains("Hello from Skiff! args: [\"from\", \"the\", \"registry\"]"))
-    })?;
+    let mut last_logs = String::new();
+    let greeted = cluster.wait_for(Duration::from_secs(60), "the greeting", |c| {
+        last_logs = c.kubectl_ok(&["logs", "hello"])?;
+        Ok(last_logs.contains("Hello from Skiff! args: [\"from\", \"the\", \"registry\"]"))
+    });
+    if let Err(err) = greeted {
+        let pod = cluster.kubectl_ok(&["get", "pod", "hello", "-o", "yaml"])?;
+        anyhow::bail!("{err:#}\nlast `kubectl logs`:\n{last_logs}\npod:\n{pod}");
+    }
     let image_id = cluster.kubectl_ok(&[
         "get",
         "pod",

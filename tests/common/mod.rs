@@ -164,7 +164,10 @@ impl Cluster {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                bail!("timed out waiting for {what}");
+                bail!(
+                    "timed out waiting for {what}; the cluster's log ends with:\n{}",
+                    self.log_tail(60)
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -211,6 +214,13 @@ impl Cluster {
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
         self.launch()
+    }
+
+    /// The last `lines` lines of the cluster's log, for a failure message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn log_path(&self) -> PathBuf {
