@@ -202,11 +202,10 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     )?;
     assert_eq!(last_exit, "3");
-    assert!(
-        cluster
-            .kubectl_ok(&["logs", "crashing"])?
-            .contains("about to fail")
-    );
+    // The ended attempt's output: `--previous`, because the current attempt may
+    // already have started and not written yet.
+    let previous = cluster.kubectl_ok(&["logs", "crashing", "--previous"])?;
+    assert!(previous.contains("about to fail"), "{previous}");
 
     // Over its memory limit: OOMKilled, exit 137.
     cluster.wait_field(&["pod", "hungry"], "{.status.phase}", "Failed")?;
