@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use serde_json::json;
@@ -100,6 +100,13 @@ pub fn plan(
 /// The revision hash a pod (or anything labelled by a controller) carries.
 pub fn hash_of(meta: &ObjectMeta) -> Option<&str> {
     meta.labels.as_ref()?.get(REVISION_HASH).map(String::as_str)
+}
+
+/// The revision hashes the pods still run: [`plan`] keeps those revisions.
+pub fn hashes_in_use(pods: &[Arc<Pod>]) -> Vec<String> {
+    pods.iter()
+        .filter_map(|p| hash_of(&p.metadata).map(str::to_string))
+        .collect()
 }
 
 #[cfg(test)]

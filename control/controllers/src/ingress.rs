@@ -69,10 +69,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
 }
 
 fn error_policy(ingress: Arc<Ingress>, error: &Error, context: Arc<Context>) -> Action {
-    let key = key_of(ingress.as_ref());
-    let delay = context.backoff.failed(&key);
-    tracing::warn!(ingress = %key, %error, ?delay, "reconcile failed; retrying");
-    Action::requeue(delay)
+    crate::runtime::retry_failed("ingress", ingress.as_ref(), error, &context.backoff)
 }
 
 /// Whether the node gateway serves this Ingress.

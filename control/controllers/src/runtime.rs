@@ -123,6 +123,20 @@ impl Expectations {
     }
 }
 
+/// What every controller's error policy does: log the failed reconcile of
+/// `object` (a `kind`) and retry it after the object's next back-off delay.
+pub fn retry_failed<K: Resource>(
+    kind: &str,
+    object: &K,
+    error: &impl std::fmt::Display,
+    backoff: &Backoff,
+) -> Action {
+    let key = key_of(object);
+    let delay = backoff.failed(&key);
+    tracing::warn!(kind, object = %key, %error, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
 /// Wait for a reflector store's first list. kube's `wait_until_ready` wakes
 /// only the last of several tasks waiting at once, so each wait is short and
 /// started again.

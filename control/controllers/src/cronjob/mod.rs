@@ -52,10 +52,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
 }
 
 fn error_policy(cronjob: Arc<CronJob>, error: &Error, context: Arc<Context>) -> Action {
-    let key = key_of(cronjob.as_ref());
-    let delay = context.backoff.failed(&key);
-    tracing::warn!(cronjob = %key, %error, ?delay, "reconcile failed; retrying");
-    Action::requeue(delay)
+    crate::runtime::retry_failed("cronjob", cronjob.as_ref(), error, &context.backoff)
 }
 
 async fn reconcile(cronjob: Arc<CronJob>, context: Arc<Context>) -> Result<Action, Error> {

@@ -76,10 +76,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
 }
 
 fn error_policy(ds: Arc<DaemonSet>, error: &Error, context: Arc<Context>) -> Action {
-    let key = key_of(ds.as_ref());
-    let delay = context.backoff.failed(&key);
-    tracing::warn!(daemonset = %key, %error, ?delay, "reconcile failed; retrying");
-    Action::requeue(delay)
+    crate::runtime::retry_failed("daemonset", ds.as_ref(), error, &context.backoff)
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, Error> {
@@ -99,10 +96,6 @@ async fn reconcile(ds: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, 
         return Ok(Action::await_change());
     }
     let spec = ds.spec.clone().unwrap_or_default();
-    let in_use: Vec<String> = pods
-        .iter()
-        .filter_map(|p| history::hash_of(&p.metadata).map(str::to_string))
-        .collect();
     let revision = history::plan(
         &namespace,
         &owned::owner_reference(ds.as_ref()),
@@ -110,7 +103,7 @@ async fn reconcile(ds: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, 
         &spec.selector.match_labels.clone().unwrap_or_default(),
         &revisions,
         spec.revision_history_limit.unwrap_or(10),
-        &in_use,
+        &history::hashes_in_use(&pods),
     );
     let plan = plan(
         &ds,

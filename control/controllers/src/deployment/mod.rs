@@ -64,10 +64,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
 }
 
 fn error_policy(deployment: Arc<Deployment>, error: &Error, context: Arc<Context>) -> Action {
-    let key = key_of(deployment.as_ref());
-    let delay = context.backoff.failed(&key);
-    tracing::warn!(deployment = %key, %error, ?delay, "reconcile failed; retrying");
-    Action::requeue(delay)
+    crate::runtime::retry_failed("deployment", deployment.as_ref(), error, &context.backoff)
 }
 
 /// Whether the cache shows `token`: `name` (exists) or `name@revision`

@@ -85,10 +85,7 @@ fn services_in(services: &Store<Service>, namespace: Option<&str>) -> Vec<Object
 }
 
 fn error_policy(service: Arc<Service>, error: &Error, context: Arc<Context>) -> Action {
-    let key = key_of(service.as_ref());
-    let delay = context.backoff.failed(&key);
-    tracing::warn!(service = %key, %error, ?delay, "reconcile failed; retrying");
-    Action::requeue(delay)
+    crate::runtime::retry_failed("service", service.as_ref(), error, &context.backoff)
 }
 
 async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Action, Error> {

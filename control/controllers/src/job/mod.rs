@@ -52,10 +52,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
 }
 
 fn error_policy(job: Arc<Job>, error: &Error, context: Arc<Context>) -> Action {
-    let key = key_of(job.as_ref());
-    let delay = context.backoff.failed(&key);
-    tracing::warn!(job = %key, %error, ?delay, "reconcile failed; retrying");
-    Action::requeue(delay)
+    crate::runtime::retry_failed("job", job.as_ref(), error, &context.backoff)
 }
 
 async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Error> {

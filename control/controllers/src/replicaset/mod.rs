@@ -87,10 +87,7 @@ fn sets_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet
 }
 
 fn error_policy(rs: Arc<ReplicaSet>, error: &Error, context: Arc<Context>) -> Action {
-    let key = key_of(rs.as_ref());
-    let delay = context.backoff.failed(&key);
-    tracing::warn!(replicaset = %key, %error, ?delay, "reconcile failed; retrying");
-    Action::requeue(delay)
+    crate::runtime::retry_failed("replicaset", rs.as_ref(), error, &context.backoff)
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, Error> {

@@ -64,10 +64,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
 }
 
 fn error_policy(sts: Arc<StatefulSet>, error: &Error, context: Arc<Context>) -> Action {
-    let key = key_of(sts.as_ref());
-    let delay = context.backoff.failed(&key);
-    tracing::warn!(statefulset = %key, %error, ?delay, "reconcile failed; retrying");
-    Action::requeue(delay)
+    crate::runtime::retry_failed("statefulset", sts.as_ref(), error, &context.backoff)
 }
 
 async fn reconcile(sts: Arc<StatefulSet>, context: Arc<Context>) -> Result<Action, Error> {
@@ -86,10 +83,6 @@ async fn reconcile(sts: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     let spec = sts.spec.clone().unwrap_or_default();
-    let in_use: Vec<String> = pods
-        .iter()
-        .filter_map(|p| history::hash_of(&p.metadata).map(str::to_string))
-        .collect();
     let revision = history::plan(
         &namespace,
         &owned::owner_reference(sts.as_ref()),
@@ -97,7 +90,7 @@ async fn reconcile(sts: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
         &spec.selector.match_labels.clone().unwrap_or_default(),
         &revisions,
         spec.revision_history_limit.unwrap_or(10),
-        &in_use,
+        &history::hashes_in_use(&pods),
     );
     let plan = plan(&sts, &pods, &revision.hash, jiff::Timestamp::now());
     let result = execute(&sts, &plan, &revision, &context, &key).await;
