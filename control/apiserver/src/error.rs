@@ -99,6 +99,9 @@ pub enum ApiError {
     NoRoute,
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// 429: an eviction a disruption budget does not allow now.
+    #[error("{message}")]
+    TooManyRequests { message: String, causes: Vec<Cause> },
     #[error("Internal error occurred: {0}")]
     Internal(String),
 }
@@ -134,6 +137,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,6 +155,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::Gone { .. } => "Expired",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -189,6 +194,11 @@ impl ApiError {
                 "kind": kind,
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason, "message": c.message, "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::TooManyRequests { causes, .. } => Some(json!({
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message,
                 })).collect::<Vec<_>>(),
             })),
             _ => None,

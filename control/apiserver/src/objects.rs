@@ -83,6 +83,20 @@ impl Propagation {
     }
 }
 
+/// Whether `managedFields` sent by a client can be taken as they are: a
+/// list of entries each naming a manager, an operation and `FieldsV1` sets.
+fn valid_managed_fields(entries: &Value) -> bool {
+    entries.as_array().is_some_and(|entries| {
+        entries.iter().all(|e| {
+            e["manager"].as_str().is_some_and(|m| !m.is_empty())
+                && matches!(e["operation"].as_str(), Some("Apply" | "Update"))
+                && e["fieldsType"] == "FieldsV1"
+                && e["fieldsV1"].is_object()
+                && e["apiVersion"].is_string()
+        })
+    })
+}
+
 /// Decode a stored value, stamping its resourceVersion from the revision.
 pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
     let mut object: Value = serde_json::from_slice(&kv.value)
@@ -205,7 +219,10 @@ impl<'a> Objects<'a> {
                 self.resource.kind
             )));
         }
-        (self.resource.decode)(body, options.validation)
+        match &self.resource.custom {
+            Some(custom) => custom.decode(self.resource, body, options.validation),
+            None => (self.resource.decode)(body, options.validation),
+        }
     }
 
     fn check(&self, object: &Value, old: Option<&Value>) -> ApiResult<()> {
@@ -348,12 +365,31 @@ impl<'a> Objects<'a> {
         part: Part,
         options: &WriteOptions,
     ) {
-        if let Some(old) = old {
-            match old["metadata"].get("managedFields") {
-                Some(entries) => meta::set(next, "managedFields", entries.clone()),
-                None => meta::remove(next, "managedFields"),
+        // As Kubernetes: a write that sets valid `managedFields` other than
+        // the stored ones replaces them (how kubectl moves fields from
+        // client-side to server-side apply, or a user resets them with
+        // `[]`); otherwise the stored entries carry on.
+        let sent = next["metadata"].get("managedFields").cloned();
+        let replaced = old.zip(sent).filter(|(old, sent)| {
+            Some(sent) != old["metadata"].get("managedFields") && valid_managed_fields(sent)
+        });
+        let based;
+        let old = match (old, replaced) {
+            (Some(_), Some((old, sent))) => {
+                let mut with_sent = old.clone();
+                meta::set(&mut with_sent, "managedFields", sent);
+                based = with_sent;
+                Some(&based)
             }
-        }
+            (Some(old), None) => {
+                match old["metadata"].get("managedFields") {
+                    Some(entries) => meta::set(next, "managedFields", entries.clone()),
+                    None => meta::remove(next, "managedFields"),
+                }
+                Some(old)
+            }
+            (None, _) => None,
+        };
         let (api_version, now) = (self.resource.api_version(), meta::now());
         let Some(writer) = self.writer(options, part, &api_version, &now) else {
             return;
@@ -563,6 +599,15 @@ impl<'a> Objects<'a> {
         part: Part,
         options: &WriteOptions,
     ) -> ApiResult<Written> {
+        if self.resource.custom.is_some() && patch_type == skiff_patch::PatchType::StrategicMerge {
+            // As Kubernetes: custom resources have no merge keys to go by.
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml \
+                 (strategic merge patch is not supported for custom resources such as {})",
+                self.resource.kind
+            )));
+        }
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
             let (current, kv) = self.get(namespace, name).await?;
