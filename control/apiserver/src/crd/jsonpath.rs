@@ -111,7 +111,7 @@ fn walk<'a>(value: &'a Value, steps: &[Step], out: &mut Vec<&'a Value>) {
             for item in value.as_array().into_iter().flatten() {
                 let mut found = Vec::new();
                 walk(item, relative, &mut found);
-                if found.iter().any(|v| *v == literal) {
+                if found.contains(&literal) {
                     walk(item, rest, out);
                 }
             }

@@ -42,11 +42,11 @@ pub fn resource() -> Resource {
 
 fn defaults(crd: &mut Value) {
     let names = &mut crd["spec"]["names"];
-    if names.is_object() {
-        if let Some(kind) = names["kind"].as_str().map(str::to_string) {
-            common::set_default(names, "singular", json!(kind.to_ascii_lowercase()));
-            common::set_default(names, "listKind", json!(format!("{kind}List")));
-        }
+    if names.is_object()
+        && let Some(kind) = names["kind"].as_str().map(str::to_string)
+    {
+        common::set_default(names, "singular", json!(kind.to_ascii_lowercase()));
+        common::set_default(names, "listKind", json!(format!("{kind}List")));
     }
     if crd["spec"].is_object() {
         common::set_default(&mut crd["spec"], "conversion", json!({"strategy": "None"}));
