@@ -83,6 +83,23 @@ impl Propagation {
     }
 }
 
+/// Whether every conflicting field holds the value client-side apply last
+/// set (its `last-applied-configuration` annotation).
+fn client_side_applied(live: &Value, conflicts: &[skiff_patch::managed::Conflict]) -> bool {
+    let Some(last) =
+        live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    else {
+        return false;
+    };
+    !conflicts.is_empty()
+        && conflicts.iter().all(|c| {
+            let before = skiff_patch::managed::value_at(&last, &c.path);
+            before.is_some() && before == skiff_patch::managed::value_at(live, &c.path)
+        })
+}
+
 /// Whether `managedFields` sent by a client can be taken as they are: a
 /// list of entries each naming a manager, an operation and `FieldsV1` sets.
 fn valid_managed_fields(entries: &Value) -> bool {
@@ -461,14 +478,21 @@ impl<'a> Objects<'a> {
                 Err(ApiError::NotFound { .. }) if part == Part::Main => None,
                 Err(err) => return Err(err),
             };
-            let merged = skiff_patch::managed::apply(
-                &schema,
-                live.as_ref().map(|(object, _)| object),
-                &config,
-                &writer,
-                force,
-            )
-            .map_err(|conflicts| self.apply_conflict(name, manager, conflicts))?;
+            let live_object = live.as_ref().map(|(object, _)| object);
+            let merged =
+                match skiff_patch::managed::apply(&schema, live_object, &config, &writer, force) {
+                    Ok(merged) => merged,
+                    // As Kubernetes: conflicts only on fields that still
+                    // hold what client-side `kubectl apply` last set are
+                    // taken over, so moving to server-side apply needs no force.
+                    Err(conflicts)
+                        if live_object.is_some_and(|l| client_side_applied(l, &conflicts)) =>
+                    {
+                        skiff_patch::managed::apply(&schema, live_object, &config, &writer, true)
+                            .map_err(|conflicts| self.apply_conflict(name, manager, conflicts))?
+                    }
+                    Err(conflicts) => return Err(self.apply_conflict(name, manager, conflicts)),
+                };
             let Some((current, kv)) = live else {
                 let decoded = self.decode(&merged, options)?;
                 match self
