@@ -167,25 +167,33 @@ fn network_policies_allow_and_deny_callers_at_the_gateway_and_node_ports() -> Re
 
     // Another policy allows 127.0.0.2 (an ipBlock) on the named port: policies add up.
     apply("allow.yaml", &allow_from_2("http"))?;
-    expect("allowed by allow-2", "127.0.0.2", &gateway, 200, "Hello from")?;
-    expect("node port allowed", "127.0.0.2", &node_port, 200, "Hello from")?;
+    expect(
+        "allowed by allow-2",
+        "127.0.0.2",
+        &gateway,
+        200,
+        "Hello from",
+    )?;
+    expect(
+        "node port allowed",
+        "127.0.0.2",
+        &node_port,
+        200,
+        "Hello from",
+    )?;
     let (status, body) = curl("127.0.0.3", &gateway, "hello.np")?;
     assert_eq!(status, 403, "{body}");
     assert!(
-        body.contains("NetworkPolicy np/allow-2, np/deny-all allows 127.0.0.3 no endpoint of Service np/hello"),
+        body.contains(
+            "NetworkPolicy np/allow-2, np/deny-all allows 127.0.0.3 no endpoint of Service np/hello"
+        ),
         "{body}"
     );
     assert_eq!(curl("127.0.0.3", &node_port, "hello.np")?.0, 0);
 
     // The allowed port is not the pod's: denied again.
     apply("allow.yaml", &allow_from_2("9999"))?;
-    expect(
-        "port 9999 only",
-        "127.0.0.2",
-        &gateway,
-        403,
-        "np/allow-2",
-    )?;
+    expect("port 9999 only", "127.0.0.2", &gateway, 403, "np/allow-2")?;
 
     // Policies deleted: open again.
     cluster.kubectl_ok(&["delete", "networkpolicy", "--all", "-n", "np"])?;
