@@ -197,7 +197,7 @@ fn new_group(root: &Path) -> Result<Vec<Member>> {
         .join(",");
     for (name, port) in &peers {
         let mut member = Member::new(
-            root.path(),
+            root,
             name,
             vec!["--initial-cluster".into(), initial.clone()],
         )?;
@@ -251,13 +251,18 @@ fn no_quorum_scenario(members: &mut [Member]) -> Result<()> {
         create_configmap(&members[0], "first")
     })?;
 
-    // 1.6 MiB of data: above the store's 1.5 MiB value limit, below the API's body limit.
+    // A pod with a 1.6 MiB argument: above the store's 1.5 MiB value limit, below the
+    // API's body limit (a ConfigMap's data stops at 1 MiB in validation already).
     let manifest = members[0].data_dir.with_file_name("big.json");
     let object = serde_json::json!({
         "apiVersion": "v1",
-        "kind": "ConfigMap",
+        "kind": "Pod",
         "metadata": {"name": "big"},
-        "data": {"blob": "x".repeat(1600 * 1024)},
+        "spec": {"containers": [{
+            "name": "c",
+            "image": "file:///x.wasm",
+            "args": ["x".repeat(1600 * 1024)],
+        }]},
     });
     std::fs::write(&manifest, object.to_string())?;
     let out = members[0].kubectl(&["create", "-f", &manifest.to_string_lossy()])?;
@@ -267,7 +272,7 @@ fn no_quorum_scenario(members: &mut [Member]) -> Result<()> {
         stderr.contains("Request entity too large") && stderr.contains("above the limit"),
         "{stderr}"
     );
-    let out = members[1].kubectl(&["get", "configmap", "big"])?;
+    let out = members[1].kubectl(&["get", "pod", "big"])?;
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("NotFound"),
         "the refused object is readable: {}",

@@ -121,7 +121,9 @@ impl Trees {
         let opened = std::panic::catch_unwind(|| sled::Config::new().path(dir).open());
         let db = match opened {
             Ok(Ok(db)) => db,
-            Ok(Err(sled::Error::Io(error))) if error.kind() != std::io::ErrorKind::UnexpectedEof => {
+            Ok(Err(sled::Error::Io(error)))
+                if error.kind() != std::io::ErrorKind::UnexpectedEof =>
+            {
                 return Err(StoreError::Sled {
                     context: "opening the data directory",
                     source: sled::Error::Io(error),

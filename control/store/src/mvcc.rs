@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use crate::codec::KvRecord;
 use crate::{
-    CompareTarget, MAX_KEY_BYTES, MAX_TXN_BYTES, MAX_VALUE_BYTES, EventKind, KeyValue, Op, OpResult, Revision, StoreError, Txn, TxnResponse,
-    WatchEvent,
+    CompareTarget, EventKind, KeyValue, MAX_KEY_BYTES, MAX_TXN_BYTES, MAX_VALUE_BYTES, Op,
+    OpResult, Revision, StoreError, Txn, TxnResponse, WatchEvent,
 };
 
 /// Read and write access to the latest state of each key.

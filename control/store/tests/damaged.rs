@@ -50,7 +50,10 @@ async fn a_truncated_raft_log_is_refused_at_start() -> Result<()> {
     let error = open_error(dir.path()).await;
     let message = error.to_string();
     assert!(matches!(error, StoreError::Damaged { .. }), "{message}");
-    assert!(message.contains(&dir.path().display().to_string()), "{message}");
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
     assert!(message.contains("the log was truncated"), "{message}");
     Ok(())
 }
@@ -63,7 +66,8 @@ async fn an_undecodable_or_missing_raft_entry_is_refused_at_start() -> Result<()
     with_raft_log(dir.path(), |log| {
         let keys: Vec<_> = log.iter().keys().map(|k| k.unwrap()).collect();
         middle = keys[keys.len() / 2].to_vec();
-        log.insert(&middle, &b"\xff\xff\xff not protobuf"[..]).unwrap();
+        log.insert(&middle, &b"\xff\xff\xff not protobuf"[..])
+            .unwrap();
     })?;
     let index = u64::from_be_bytes(middle.as_slice().try_into()?);
     let message = open_error(dir.path()).await.to_string();

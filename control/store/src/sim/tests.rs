@@ -508,7 +508,11 @@ mod watches {
             .iter()
             .map(|id| {
                 let store = cluster.store(*id).unwrap();
-                (format!("member {id} from {start}"), start, spawn_watcher(&store, start))
+                (
+                    format!("member {id} from {start}"),
+                    start,
+                    spawn_watcher(&store, start),
+                )
             })
             .collect();
         let mut acked: Vec<(Revision, String, Vec<u8>)> = Vec::new();
@@ -534,7 +538,11 @@ mod watches {
                 // A watcher that starts in the middle replays from history.
                 let from = acked.last().map_or(start, |a| a.0);
                 let store = cluster.store(2).unwrap();
-                watchers.push((format!("member 2 from {from}"), from, spawn_watcher(&store, from)));
+                watchers.push((
+                    format!("member 2 from {from}"),
+                    from,
+                    spawn_watcher(&store, from),
+                ));
             }
             let key = format!("/w/{}", i % 5);
             let value = format!("v{i}").into_bytes();
@@ -555,7 +563,10 @@ mod watches {
             let mut tries = 0;
             while store.get("/w/0").await.is_err() {
                 tries += 1;
-                assert!(tries < 20, "member {id} never answered a read after healing");
+                assert!(
+                    tries < 20,
+                    "member {id} never answered a read after healing"
+                );
             }
             last = last.max(store.revision());
         }
@@ -563,7 +574,11 @@ mod watches {
             leaders.len() >= 2,
             "seed {seed}: leadership never moved ({leaders:?}); the test proves nothing"
         );
-        assert!(acked.len() >= 15, "seed {seed}: only {} writes acknowledged", acked.len());
+        assert!(
+            acked.len() >= 15,
+            "seed {seed}: only {} writes acknowledged",
+            acked.len()
+        );
         for (name, from, seen) in &watchers {
             let mut waited = 0;
             while last_revision(seen) < last && waited < 3000 {

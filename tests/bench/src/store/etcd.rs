@@ -40,9 +40,12 @@ pub fn version() -> Result<String> {
         .context("etcd --version printed no version")
 }
 
-
 /// Waits until every member answers `/health` with `"true"` (etcd: it has a leader).
-pub async fn wait_healthy(members: &mut [Managed], urls: &[String], timeout: Duration) -> Result<()> {
+pub async fn wait_healthy(
+    members: &mut [Managed],
+    urls: &[String],
+    timeout: Duration,
+) -> Result<()> {
     let http = reqwest::Client::new();
     let start = Instant::now();
     for (member, url) in members.iter_mut().zip(urls) {

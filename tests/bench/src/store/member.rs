@@ -52,7 +52,9 @@ pub async fn run(options: MemberOptions) -> Result<()> {
         let (id, addr) = entry
             .split_once('=')
             .with_context(|| format!("--peers entry {entry:?} is not ID=HOST:PORT"))?;
-        let id: u64 = id.parse().with_context(|| format!("member id in {entry:?}"))?;
+        let id: u64 = id
+            .parse()
+            .with_context(|| format!("member id in {entry:?}"))?;
         members.push(Member {
             id,
             name: format!("m{id}"),
@@ -149,11 +151,13 @@ fn store_error(error: StoreError) -> Response {
     (status, error.to_string()).into_response()
 }
 
-fn decode_key(encoded: &str) -> Result<String, Response> {
+fn decode_key(encoded: &str) -> Result<String, (StatusCode, String)> {
+    let bad =
+        |what: &str, e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, format!("{what}: {e}"));
     let bytes = B64
         .decode(encoded)
-        .map_err(|e| bad_request("key is not base64", e))?;
-    String::from_utf8(bytes).map_err(|e| bad_request("key is not UTF-8", e))
+        .map_err(|e| bad("key is not base64", &e))?;
+    String::from_utf8(bytes).map_err(|e| bad("key is not UTF-8", &e))
 }
 
 /// etcd's JSON for a key-value (int64 fields as strings, as the gateway writes them).
@@ -174,17 +178,15 @@ async fn put(State(store): State<Store>, body: String) -> Response {
     };
     let key = match decode_key(&request.key) {
         Ok(key) => key,
-        Err(response) => return response,
+        Err(response) => return response.into_response(),
     };
     let value = match B64.decode(&request.value) {
         Ok(value) => value,
         Err(e) => return bad_request("value is not base64", e),
     };
     match store.txn(Txn::ops(vec![Op::put(key, value)])).await {
-        Ok(response) => {
-            axum::Json(json!({"header": {"revision": response.revision.to_string()}}))
-                .into_response()
-        }
+        Ok(response) => axum::Json(json!({"header": {"revision": response.revision.to_string()}}))
+            .into_response(),
         Err(error) => store_error(error),
     }
 }
@@ -196,7 +198,7 @@ async fn range(State(store): State<Store>, body: String) -> Response {
     };
     let key = match decode_key(&request.key) {
         Ok(key) => key,
-        Err(response) => return response,
+        Err(response) => return response.into_response(),
     };
     // Linearizable, like etcd's default range.
     match store.get(&key).await {
@@ -223,7 +225,7 @@ async fn watch(State(store): State<Store>, body: String) -> Response {
     };
     let prefix = match decode_key(&request.create_request.key) {
         Ok(prefix) => prefix,
-        Err(response) => return response,
+        Err(response) => return response.into_response(),
     };
     let start = store.revision();
     let events = match store.watch(&prefix, start) {
@@ -237,21 +239,19 @@ async fn watch(State(store): State<Store>, body: String) -> Response {
         Ok::<_, std::io::Error>(bytes::Bytes::from(text))
     };
     let head = futures::stream::once(async move { line(created) });
-    let tail = events.map(move |event| {
-        match event {
-            Ok(event) => {
-                let kind = if event.kind == EventKind::Delete {
-                    "DELETE"
-                } else {
-                    "PUT"
-                };
-                line(json!({"result": {
-                    "header": {"revision": event.kv.mod_revision.to_string()},
-                    "events": [{"type": kind, "kv": kv_json(&event.kv)}],
-                }}))
-            }
-            Err(error) => line(json!({"error": {"message": error.to_string()}})),
+    let tail = events.map(move |event| match event {
+        Ok(event) => {
+            let kind = if event.kind == EventKind::Delete {
+                "DELETE"
+            } else {
+                "PUT"
+            };
+            line(json!({"result": {
+                "header": {"revision": event.kv.mod_revision.to_string()},
+                "events": [{"type": kind, "kv": kv_json(&event.kv)}],
+            }}))
         }
+        Err(error) => line(json!({"error": {"message": error.to_string()}})),
     });
     Response::builder()
         .header("content-type", "application/json")
