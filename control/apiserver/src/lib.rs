@@ -105,6 +105,14 @@ impl ApiServer {
                 Err(err) => return Err(err),
             }
         }
+        let priority = crate::kinds::priorityclass::resource();
+        let objects = Objects::new(&self.state.store, &priority);
+        for class in crate::kinds::priorityclass::system_classes() {
+            match objects.create(None, &class, &WriteOptions::default()).await {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
         // The node gateway serves Ingresses of this class (and of none).
         let classes = crate::kinds::ingress::ingress_class();
         let objects = Objects::new(&self.state.store, &classes);

@@ -111,6 +111,7 @@ impl Registry {
                 crate::kinds::endpointslice::resource(),
                 crate::kinds::lease::resource(),
                 crate::kinds::runtimeclass::resource(),
+                crate::kinds::priorityclass::resource(),
                 crate::kinds::hpa::resource(),
                 crate::kinds::pdb::resource(),
                 crate::kinds::rbac::role(),
