@@ -143,6 +143,11 @@ pub struct PodInfo {
     pub owner: Option<String>,
     /// `metadata.creationTimestamp` in seconds, for queue order.
     pub created: i64,
+    /// The PersistentVolumeClaims the pod mounts.
+    pub claims: Vec<String>,
+    /// The nodes its bound local volumes pin it to, when they do (looked
+    /// up before each decision, see `volumes`).
+    pub volume_nodes: Option<Vec<String>>,
 }
 
 impl PodInfo {
@@ -184,7 +189,16 @@ impl PodInfo {
             .flatten()
             .find(|o| o.controller == Some(true))
             .map(|o| format!("{}/{}", o.kind, o.name));
+        let claims = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| c.claim_name.clone())
+            .collect();
         PodInfo {
+            claims,
+            volume_nodes: None,
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),

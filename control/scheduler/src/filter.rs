@@ -19,6 +19,7 @@ pub enum Reason {
     NodeAffinity,
     RuntimeHandler(String),
     Ports,
+    VolumeNodeAffinity,
     Insufficient(String),
     TooManyPods,
     SpreadMissingLabel,
@@ -54,6 +55,7 @@ impl fmt::Display for Reason {
             Reason::Ports => {
                 f.write_str("node(s) didn't have free ports for the requested pod ports")
             }
+            Reason::VolumeNodeAffinity => f.write_str("node(s) had volume node affinity conflict"),
             Reason::Insufficient(resource) => write!(f, "Insufficient {resource}"),
             Reason::TooManyPods => f.write_str("Too many pods"),
             Reason::SpreadMissingLabel => f.write_str(
@@ -240,6 +242,11 @@ impl<'p> PodContext<'p> {
             })
         {
             return Err(vec![Reason::Ports]);
+        }
+        if let Some(nodes) = &self.pod.volume_nodes
+            && !nodes.contains(&facts.name)
+        {
+            return Err(vec![Reason::VolumeNodeAffinity]);
         }
         let short = insufficient(
             &self.pod.requests,

@@ -5,6 +5,7 @@
 //! count against their node), nodes and RuntimeClasses. Each decision is the
 //! pure [`plan::decide`]: filters (node unschedulable, taints and
 //! tolerations, `nodeSelector` and node affinity, the RuntimeClass handler,
+//! the node a bound local PersistentVolume is pinned to,
 //! host ports, resource requests against allocatable, topology spread, pod
 //! affinity and anti-affinity), then scores (least allocated, balanced,
 //! preferred affinities, PreferNoSchedule taints, spreading), and when no
@@ -28,6 +29,7 @@ pub mod labels;
 pub mod plan;
 mod queue;
 mod score;
+mod volumes;
 mod writes;
 
 use std::collections::{HashMap, HashSet};
@@ -161,7 +163,7 @@ impl Scheduler {
                 Some(outcome) = done_rx.recv() => state.outcome(outcome),
                 _ = retry.tick() => state.queue.unpark_all(),
                 _ = std::future::ready(()), if state.queue.has_active() && permits.available_permits() > 0 => {
-                    state.schedule_batch(&writer, &permits, self.config.batch);
+                    state.schedule_batch(&self.client, &writer, &permits, self.config.batch).await;
                 }
             }
         }
@@ -312,15 +314,27 @@ impl State {
         }
     }
 
-    fn schedule_batch(&mut self, writer: &Writer, permits: &Arc<Semaphore>, batch: usize) {
+    async fn schedule_batch(
+        &mut self,
+        client: &kube::Client,
+        writer: &Writer,
+        permits: &Arc<Semaphore>,
+        batch: usize,
+    ) {
         self.reported.retain(|key, _| self.queue.contains(key));
         for _ in 0..batch {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 return;
             };
-            let Some(pod) = self.queue.pop() else {
+            let Some(mut pod) = self.queue.pop() else {
                 return;
             };
+            if !pod.claims.is_empty() {
+                // Local volumes pin the pod to their node (read afresh: the
+                // provisioner binds claims as pods land).
+                let nodes = volumes::allowed_nodes(client, &pod.namespace, &pod.claims).await;
+                Arc::make_mut(&mut pod).volume_nodes = nodes;
+            }
             let span =
                 tracing::debug_span!("schedule", pod = %format!("{}/{}", pod.namespace, pod.name));
             let _enter = span.enter();

@@ -456,3 +456,21 @@ fn the_loop_state_follows_pods_from_pending_to_placed_to_finished() {
         "pods for another scheduler are left alone"
     );
 }
+
+#[test]
+fn a_pod_on_a_local_volume_goes_to_the_volume_s_node() {
+    let mut c = cluster(vec![node("a", json!({})), node("b", json!({}))]);
+    let mut p = pod(
+        "db",
+        json!({"spec": {"volumes": [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data-db"}}]}}),
+    );
+    assert_eq!(p.claims, ["data-db"]);
+    p.volume_nodes = Some(vec!["b".into()]);
+    assert_eq!(decided(&mut c, &p), "b");
+    p.volume_nodes = Some(vec!["gone".into()]);
+    assert!(
+        refused(&mut c, &p)
+            .starts_with("0/2 nodes are available: 2 node(s) had volume node affinity conflict.")
+    );
+}

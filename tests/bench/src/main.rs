@@ -41,6 +41,9 @@ enum Bench {
     Store(store::Options),
     /// Scheduler throughput and bind latency on 1,000 and 5,000 fake nodes.
     Scheduler(scheduler::Options),
+    /// One skiff-store member process, started by `store` (not for direct use).
+    #[command(hide = true)]
+    StoreMember(store::MemberOptions),
 }
 
 #[tokio::main]
@@ -50,6 +53,7 @@ async fn main() -> Result<()> {
         Bench::PodStart(options) => pod_start::run(options).await?,
         Bench::Store(options) => store::run(options).await?,
         Bench::Scheduler(options) => scheduler::run(options).await?,
+        Bench::StoreMember(options) => return store::run_member(options).await,
     };
     report::finish(&comparisons);
     Ok(())

@@ -95,7 +95,11 @@ async fn busy_pods_scale_up_to_bring_utilization_to_the_target() {
     assert_eq!(current.average_utilization, Some(90));
     assert_eq!(current.average_value.as_ref().unwrap().0, "180m");
     assert_eq!(stabilize(&hpa, 3, 6, &[]), (6, None));
-    assert_eq!(stabilize(&hpa, 3, 40, &[]), (7, None), "one step: at most 4 more");
+    assert_eq!(
+        stabilize(&hpa, 3, 40, &[]),
+        (7, None),
+        "one step: at most 4 more"
+    );
     assert_eq!(stabilize(&hpa, 8, 40, &[]), (10, Some("TooManyReplicas")));
 }
 
