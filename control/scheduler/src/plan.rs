@@ -144,7 +144,7 @@ fn preemption(
     }
     let key = pod.key();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut best: Option<(i64, i64, usize, String, Vec<Arc<PodInfo>>)> = None;
+    let mut best: Option<Candidate> = None;
     for (node, reasons) in failures {
         if !reasons.iter().all(Reason::resolvable) {
             *counts
@@ -181,6 +181,10 @@ fn preemption(
         None => Preemption::None(summary(cluster.known_count(), counts)),
     }
 }
+
+/// A node preemption could use: (most important victim's priority, sum of
+/// the victims' priorities, how many, node name, the victims).
+type Candidate = (i64, i64, usize, String, Vec<Arc<PodInfo>>);
 
 /// The fewest lower-priority pods to evict from `node` for `pod` to fit.
 fn victims_on(
