@@ -95,13 +95,17 @@ fn rolling_update_of_ten_keeps_enough_ready_pods() -> Result<()> {
             let mut listing = BTreeMap::new();
             while let Some(event) = events.next().await {
                 match event? {
-                    watcher::Event::Init => listing.clear(),
+                    // A (re)list: counted once complete, at InitDone.
+                    watcher::Event::Init => {
+                        listing.clear();
+                        continue;
+                    }
                     watcher::Event::InitApply(pod) => {
                         listing.insert(pod.metadata.name.clone().unwrap_or_default(), ready(&pod));
+                        continue;
                     }
                     watcher::Event::InitDone => {
                         pods = std::mem::take(&mut listing);
-                        let _ = listed_tx.send(());
                     }
                     watcher::Event::Apply(pod) => {
                         pods.insert(pod.metadata.name.clone().unwrap_or_default(), ready(&pod));
@@ -114,6 +118,8 @@ fn rolling_update_of_ten_keeps_enough_ready_pods() -> Result<()> {
                 let mut low = low.lock().unwrap();
                 low.least = Some(low.least.map_or(count, |l| l.min(count)));
                 low.changes += 1;
+                drop(low);
+                let _ = listed_tx.send(());
             }
             anyhow::Ok(())
         })
