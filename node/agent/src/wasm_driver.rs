@@ -135,6 +135,7 @@ impl ContainerDriver for WasmRuntime {
                 working_dir,
                 limits,
                 context: _,
+                started_report: _,
             } = process;
             let process = Process {
                 args,
