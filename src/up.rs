@@ -84,6 +84,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         oci_driver(node_id, args.oci_pause_image, agent_cancel.clone()).await
     };
     create_runtime_classes(&client).await;
+    create_storage_class(&client).await;
     let drivers = skiff_agent::Drivers::new(Arc::new(wasm), oci);
     let gateway_listener = bind_gateway(args.gateway_addr).await?;
     let gateway_addr = gateway_listener.local_addr()?;
@@ -229,6 +230,35 @@ async fn create_runtime_classes(client: &kube::Client) {
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(err) => tracing::warn!(%err, name, "creating the RuntimeClass failed"),
         }
+    }
+}
+
+/// The default StorageClass `local-path`, whose claims the node a pod lands on
+/// provisions under its data directory (`skiff_agent::claims`).
+async fn create_storage_class(client: &kube::Client) {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let api: kube::Api<StorageClass> = kube::Api::all(client.clone());
+    let class = StorageClass {
+        metadata: kube::api::ObjectMeta {
+            name: Some(skiff_agent::claims::STORAGE_CLASS.to_string()),
+            annotations: Some(
+                [(
+                    "storageclass.kubernetes.io/is-default-class".to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        provisioner: skiff_agent::claims::PROVISIONER.to_string(),
+        reclaim_policy: Some("Delete".to_string()),
+        volume_binding_mode: Some("WaitForFirstConsumer".to_string()),
+        ..Default::default()
+    };
+    match api.create(&kube::api::PostParams::default(), &class).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(err) => tracing::warn!(%err, "creating the StorageClass local-path failed"),
     }
 }
 

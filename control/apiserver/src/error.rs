@@ -99,6 +99,12 @@ pub enum ApiError {
     NoRoute,
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// The request carries more than the store takes (a key or value too large).
+    #[error("Request entity too large: {0}")]
+    TooLarge(String),
+    /// The store could not commit or confirm in time (no quorum, no leader).
+    #[error("{0}")]
+    Timeout(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
 }
@@ -134,6 +140,8 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,6 +159,8 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::Gone { .. } => "Expired",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -211,7 +221,22 @@ impl IntoResponse for ApiError {
 
 impl From<skiff_store::StoreError> for ApiError {
     fn from(err: skiff_store::StoreError) -> ApiError {
-        ApiError::Internal(format!("storage: {err}"))
+        use skiff_store::StoreError;
+        match err {
+            StoreError::TooLarge { .. } => ApiError::TooLarge(err.to_string()),
+            StoreError::Timeout { .. } => ApiError::Timeout(format!(
+                "storage: {err}; the write may or may not have been applied"
+            )),
+            StoreError::Stopped => ApiError::ServiceUnavailable(format!("storage: {err}")),
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Gone {
+                requested,
+                current: compacted,
+            },
+            _ => ApiError::Internal(format!("storage: {err}")),
+        }
     }
 }
 

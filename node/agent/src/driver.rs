@@ -105,6 +105,10 @@ impl ImagePullPolicy {
     }
 }
 
+/// The pod annotation naming the hosts a pod's containers may reach
+/// (`host[:port]`, `*.domain[:port]`, IPs; comma-separated). Unset: none.
+pub const ALLOW_OUTBOUND_ANNOTATION: &str = "skiff.dev/allow-outbound";
+
 /// The pod a container belongs to, as drivers with per-pod sandboxes need it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodSandbox {
@@ -121,6 +125,9 @@ pub struct PodSandbox {
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
     pub supplemental_groups: Vec<i64>,
+    /// The pod's `skiff.dev/allow-outbound` annotation: the hosts its containers
+    /// may reach (a Wasm driver enforces it; nothing when absent).
+    pub allow_outbound: Option<String>,
 }
 
 /// The grace period when the pod names none.

@@ -4,7 +4,8 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use skiff_wasm::{
-    Credentials, Exit, Mount, Process, Program, PullOptions, PullPolicy, Sandbox, WasmRuntime,
+    ALLOW_OUTBOUND_ANNOTATION, Credentials, Egress, Exit, Mount, Process, Program, PullOptions,
+    PullPolicy, Sandbox, WasmRuntime,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
     ContainerDriver, ExitStatus, ImagePullPolicy, PortSpec, PrepareError, PreparedImage,
-    ProcessSpec, PullRequest, RunError, ServedPort, error_chain,
+    ProcessContext, ProcessSpec, PullRequest, RunError, ServedPort, error_chain,
 };
 
 /// The runtime's pull options for a request: the policy, and the credentials of
@@ -82,6 +83,17 @@ fn served(ports: &[PortSpec], listeners: &[TcpListener]) -> Vec<ServedPort> {
         .collect()
 }
 
+/// The pod's outbound allow-list; a value that does not parse fails the start
+/// with a message naming the annotation and the entry.
+fn egress_of(context: Option<&ProcessContext>) -> Result<Egress, RunError> {
+    let Some(text) = context.and_then(|c| c.pod.allow_outbound.as_deref()) else {
+        return Ok(Egress::default());
+    };
+    Egress::parse(text).map_err(|error| RunError {
+        source: format!("metadata.annotations[{ALLOW_OUTBOUND_ANNOTATION}]: {error}").into(),
+    })
+}
+
 impl ContainerDriver for WasmRuntime {
     fn prepare<'a>(
         &'a self,
@@ -134,9 +146,10 @@ impl ContainerDriver for WasmRuntime {
                 mounts,
                 working_dir,
                 limits,
-                context: _,
+                context,
                 started_report: _,
             } = process;
+            let egress = egress_of(context.as_ref())?;
             let process = Process {
                 args,
                 env,
@@ -153,6 +166,12 @@ impl ContainerDriver for WasmRuntime {
                         .collect(),
                     working_dir,
                     memory_limit: limits.memory_bytes,
+                    // Rounded up, so a tiny limit still lets the guest run (1m at least).
+                    cpu_millicores: limits
+                        .cpu_cores
+                        .filter(|cores| cores.is_finite() && *cores >= 0.0)
+                        .map(|cores| (cores * 1000.0).ceil() as u64),
+                    egress,
                 },
             };
             let exit = if program.kind() == ProgramKind::HttpProxy {

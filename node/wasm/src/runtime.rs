@@ -324,6 +324,8 @@ impl WasmRuntime {
         RunLimits {
             max_memory_bytes: usize::try_from(self.inner.config.max_memory_bytes)
                 .unwrap_or(usize::MAX),
+            epoch_tick: self.inner.config.epoch_tick,
+            cpu: None,
         }
     }
 }
