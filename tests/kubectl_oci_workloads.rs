@@ -59,7 +59,8 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
     cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
     // The writer runs as 1000:3000 on a read-only root and serves /www on 8080;
     // the reader (root) reads what the writer put in the shared emptyDir. The
-    // writer's readiness is an httpGet to the pod IP, its liveness a tcpSocket;
+    // writer's startup probe is a tcpSocket and its readiness an httpGet, both
+    // to the pod IP (readiness counts only once the startup probe passed);
     // the reader's readiness an exec of `cat` on a file only its own running
     // container has (a fresh container from the image would not).
     let body = format!(
@@ -95,10 +96,11 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
         path: /index.html
         port: 8080
       periodSeconds: 1
-    livenessProbe:
+    startupProbe:
       tcpSocket:
         port: 8080
       periodSeconds: 1
+      failureThreshold: 120
   - name: reader
     image: {image}
     command: ["sh", "-c", "echo alive > /tmp/alive; while true; do cat /shared/note /conf/text; echo from-env $text; sleep 1; done"]
@@ -131,7 +133,7 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
     let path = manifest(dir.path(), "privileged.yaml", &privileged);
     cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
 
-    // Both probes kinds pass: the pod is Ready.
+    // Every probe kind passes (tcpSocket, httpGet, exec): the pod is Ready.
     cluster.wait_field(
         &["pod", "volumes"],
         "{.status.conditions[?(@.type==\"Ready\")].status}",
@@ -151,7 +153,7 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
         &["pod", "volumes"],
         "{.status.containerStatuses[*].restartCount}",
     )?;
-    assert_eq!(restarts, "0 0", "the liveness probe passes");
+    assert_eq!(restarts, "0 0", "neither container restarted");
 
     // The containers' ids are the engine's.
     let ids = jsonpath(
