@@ -310,3 +310,6 @@ async fn dispatch(
 
 #[cfg(test)]
 mod fuzz_tests;
+
+#[cfg(test)]
+mod list_page_tests;
