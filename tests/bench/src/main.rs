@@ -11,6 +11,8 @@
 //! - `gateway`: requests/s and p99 through the node gateway to `examples/hello-http`
 //!   (one endpoint), against a native hyper hello server.
 //! - `store`: etcd 3.4 (Debian's `etcd`) against `skiff-store`, 1 and 3 members.
+//! - `scheduler`: pods bound per second on 1,000 and 5,000 fake nodes and bind
+//!   latency, against kube-scheduler's published throughput.
 //!
 //! Figures and the commands that produced them are in `docs/benchmarks.md`.
 
@@ -18,6 +20,7 @@ mod gateway;
 mod pod_start;
 mod process;
 mod report;
+mod scheduler;
 mod store;
 
 use anyhow::Result;
@@ -44,6 +47,8 @@ enum Bench {
     HelloServer(gateway::HelloServerOptions),
     /// etcd 3.4 vs skiff-store: puts, linearizable gets and watch latency.
     Store(store::Options),
+    /// Scheduler throughput and bind latency on 1,000 and 5,000 fake nodes.
+    Scheduler(scheduler::Options),
     /// One skiff-store member process, started by `store` (not for direct use).
     #[command(hide = true)]
     StoreMember(store::MemberOptions),
@@ -57,6 +62,7 @@ async fn main() -> Result<()> {
         Bench::Gateway(options) => gateway::run(options).await?,
         Bench::HelloServer(options) => return gateway::serve_hello(options).await,
         Bench::Store(options) => store::run(options).await?,
+        Bench::Scheduler(options) => scheduler::run(options).await?,
         Bench::StoreMember(options) => return store::run_member(options).await,
     };
     report::finish(&comparisons);
