@@ -8,10 +8,13 @@
 //!
 //! - `pod-start`: pod create → Ready on the real `skiff up`, pods started per second
 //!   and node memory per idle pod, against the same program as a native process.
+//! - `http`: `examples/hello-http` served by the node vs `wasmtime serve`: requests/s
+//!   and p99 latency under the same closed-loop load.
 //! - `store`: etcd 3.4 (Debian's `etcd`) against `skiff-store`, 1 and 3 members.
 //!
 //! Figures and the commands that produced them are in `docs/benchmarks.md`.
 
+mod http;
 mod pod_start;
 mod process;
 mod report;
@@ -34,6 +37,8 @@ struct Cli {
 enum Bench {
     /// Pod create → Ready, pods per second and RSS per idle pod vs native processes.
     PodStart(pod_start::Options),
+    /// hello-http on the node vs `wasmtime serve`: requests/s and p99.
+    Http(http::Options),
     /// etcd 3.4 vs skiff-store: puts, linearizable gets and watch latency.
     Store(store::Options),
     /// One skiff-store member process, started by `store` (not for direct use).
@@ -46,6 +51,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let comparisons = match cli.bench {
         Bench::PodStart(options) => pod_start::run(options).await?,
+        Bench::Http(options) => http::run(options).await?,
         Bench::Store(options) => store::run(options).await?,
         Bench::StoreMember(options) => return store::run_member(options).await,
     };

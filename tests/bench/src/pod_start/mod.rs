@@ -3,7 +3,7 @@
 //! process (the peer until the OCI driver exists).
 
 mod native;
-mod node;
+pub mod node;
 mod pods;
 mod runner;
 
