@@ -95,20 +95,32 @@ fn todo_api_and_cron_report_share_a_claim() -> Result<()> {
 
     let report = repo_root().join("examples/cron-report/manifest.yaml");
     cluster.kubectl_ok(&["apply", "-f", report.to_str().unwrap()])?;
+    // Run the CronJob now: every minute instead of daily (kubectl's
+    // `create job --from=cronjob/...` is not accepted by the API server yet).
     cluster.kubectl_ok(&[
-        "create",
-        "job",
-        "report-now",
-        "--from=cronjob/cron-report",
+        "patch",
+        "cronjob",
+        "cron-report",
         "-n",
         "todo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"schedule":"* * * * *"}}"#,
     ])?;
-    cluster.wait_field(
-        &["job", "report-now", "-n", "todo"],
-        "{.status.succeeded}",
-        "1",
-    )?;
-    let logs = cluster.kubectl_ok(&["logs", "-n", "todo", "job/report-now"])?;
+    let mut job = String::new();
+    cluster.wait_for(Duration::from_secs(150), "a report job to succeed", |c| {
+        let out = c.kubectl_ok(&[
+            "get",
+            "jobs",
+            "-n",
+            "todo",
+            "-o",
+            r#"jsonpath={range .items[?(@.status.succeeded==1)]}{.metadata.name}{"\n"}{end}"#,
+        ])?;
+        job = out.lines().next().unwrap_or_default().to_string();
+        Ok(!job.is_empty())
+    })?;
+    let logs = cluster.kubectl_ok(&["logs", "-n", "todo", &format!("job/{job}")])?;
     for field in [
         r#""msg":"report""#,
         r#""title":"Daily todos""#,
