@@ -71,8 +71,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .context("creating the system namespaces")?;
     let (server_url, kubeconfig) =
         serve_api(api, args.api_addr, &data_dir, axum::Router::new(), &tasks).await?;
-    let client = api_client(&server_url)?;
-    spawn_control_loops(client.clone(), &cancel, &tasks);
+    spawn_control_loops(&server_url, &cancel, &tasks)?;
+    let client = api_client(&server_url, "kubelet")?;
 
     let wasm = crate::node::wasm_runtime(&data_dir)?;
     let agent_config = crate::node::agent_config(&data_dir, args.node_name, args.node_addr)?;
@@ -285,15 +285,39 @@ pub async fn serve_api(
     Ok((server_url, kubeconfig))
 }
 
-/// A Kubernetes client for the API server at `server_url`.
-pub fn api_client(server_url: &str) -> Result<kube::Client> {
-    kube::Client::try_from(kube::Config::new(server_url.parse()?))
-        .context("building the API client")
+/// A Kubernetes client for the API server at `server_url`. Its User-Agent
+/// starts with `component`, which the API server records as the field
+/// manager of the client's writes (`kube-scheduler`, `kubelet`, …), as
+/// Kubernetes' own components are recorded.
+pub fn api_client(server_url: &str, component: &str) -> Result<kube::Client> {
+    let mut config = kube::Config::new(server_url.parse()?);
+    config.headers.push(user_agent(component)?);
+    kube::Client::try_from(config).context("building the API client")
 }
 
-/// Runs the scheduler and the controllers against `client` until `cancel` fires.
-pub fn spawn_control_loops(client: kube::Client, cancel: &CancellationToken, tasks: &TaskTracker) {
-    let scheduler = skiff_scheduler::Scheduler::new(client.clone());
+/// The User-Agent header of a Skiff component's API client.
+pub fn user_agent(component: &str) -> Result<(http::HeaderName, http::HeaderValue)> {
+    let agent = format!(
+        "{component}/v1.32.0 ({}/{}) skiff/{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&agent).context("the User-Agent header")?,
+    ))
+}
+
+/// Runs the scheduler and the controllers against the API server at
+/// `server_url` until `cancel` fires.
+pub fn spawn_control_loops(
+    server_url: &str,
+    cancel: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<()> {
+    let scheduler = skiff_scheduler::Scheduler::new(api_client(server_url, "kube-scheduler")?);
+    let client = api_client(server_url, "kube-controller-manager")?;
     let scheduler_cancel = cancel.child_token();
     tasks.spawn(async move {
         if let Err(err) = scheduler.run(scheduler_cancel).await {
@@ -302,6 +326,7 @@ pub fn spawn_control_loops(client: kube::Client, cancel: &CancellationToken, tas
     });
     let controllers = skiff_controllers::Controllers::new(client);
     tasks.spawn(controllers.run(cancel.child_token()));
+    Ok(())
 }
 
 pub fn write_kubeconfig(data_dir: &Path, server_url: &str) -> Result<PathBuf> {

@@ -49,7 +49,7 @@ pub fn group_names(registry: &Registry) -> Vec<&'static str> {
 /// The versions served for `group` ("" is core), preferred first.
 pub fn group_versions_of(registry: &Registry, group: &str) -> Vec<&'static str> {
     let mut versions: Vec<&'static str> = Vec::new();
-    for r in registry.all().iter().filter(|r| r.group == group) {
+    for r in registry.all().filter(|r| r.group == group) {
         if !versions.contains(&r.version) {
             versions.push(r.version);
         }
@@ -127,7 +127,6 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     let mut resources = Vec::new();
     for r in registry
         .all()
-        .iter()
         .filter(|r| r.group == group && r.version == version)
     {
         let mut entry = json!({
@@ -135,7 +134,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": if crate::auth::is_review(r) { &["create"][..] } else { &VERBS[..] },
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -157,6 +156,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             let (kind, verbs): (&str, &[&str]) = match *sub {
                 "log" => ("Pod", &["get"]),
                 "binding" => ("Binding", &["create"]),
+                "eviction" => ("Eviction", &["create"]),
                 "scale" => ("Scale", &["get", "patch", "update"]),
                 _ => continue,
             };
@@ -172,6 +172,10 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             if *sub == "scale" {
                 entry["group"] = json!(crate::scale::GROUP);
                 entry["version"] = json!(crate::scale::VERSION);
+            }
+            if *sub == "eviction" {
+                entry["group"] = json!("policy");
+                entry["version"] = json!("v1");
             }
             resources.push(entry);
         }

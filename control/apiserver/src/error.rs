@@ -99,6 +99,9 @@ pub enum ApiError {
     NoRoute,
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// 429: an eviction a disruption budget does not allow now.
+    #[error("{message}")]
+    TooManyRequests { message: String, causes: Vec<Cause> },
     /// The request carries more than the store takes (a key or value too large).
     #[error("Request entity too large: {0}")]
     TooLarge(String),
@@ -140,6 +143,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -159,6 +163,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::Gone { .. } => "Expired",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
@@ -199,6 +204,11 @@ impl ApiError {
                 "kind": kind,
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason, "message": c.message, "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::TooManyRequests { causes, .. } => Some(json!({
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message,
                 })).collect::<Vec<_>>(),
             })),
             _ => None,

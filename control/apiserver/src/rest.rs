@@ -26,12 +26,32 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    // A definition written here is served (or gone) when the answer arrives.
+    let definitions = crate::crd::is_definitions(target.resource) && method != Method::GET;
+    let answer = route(state.clone(), method, target, query, headers, body).await;
+    if definitions && answer.is_ok() {
+        crate::crd::refresh(&state).await;
+    }
+    answer
+}
+
+async fn route(
+    state: Arc<AppState>,
+    method: Method,
+    target: Target,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let sub = target.subresource.as_deref();
     match (&method, target.name.is_some(), sub) {
         (&Method::GET, false, None) if query.flag("watch") => {
             watch(state, target, query, headers).await
         }
         (&Method::GET, false, None) => list(state, target, query, headers).await,
+        (&Method::POST, false, None) if crate::auth::is_review(target.resource) => {
+            crate::auth::review_response(target, headers, body)
+        }
         (&Method::POST, false, None) => create(state, target, query, headers, body).await,
         (&Method::DELETE, false, None) => delete_collection(state, target, query, body).await,
         (&Method::GET, true, None | Some("status")) => get(state, target, query, headers).await,
@@ -48,6 +68,9 @@ pub async fn handle(
         (&Method::DELETE, true, None) => delete(state, target, query, body).await,
         (&Method::GET, true, Some("log")) if target.resource.kind == "Pod" => {
             crate::logs::logs(state, target, query).await
+        }
+        (&Method::POST, true, Some("eviction")) if target.resource.kind == "Pod" => {
+            crate::eviction::evict(state, target, query, headers, body).await
         }
         (&Method::POST, true, Some("binding")) if target.resource.kind == "Pod" => {
             crate::binding::bind(state, target, query, headers, body).await
@@ -125,7 +148,7 @@ fn render(target: &Target, object: Value, headers: &HeaderMap, query: &Query) ->
                 .as_str()
                 .unwrap_or("")
                 .to_string();
-            table::table(&target.resource.table, &[object], &rv, None, &include)
+            table::table(target.resource, &[object], &rv, None, &include)
         }
         None => object,
     }
@@ -160,31 +183,33 @@ async fn list(
 ) -> ApiResult<Response> {
     let selectors = selectors(&target, &query)?;
     let objects = Objects::new(&state.store, target.resource);
-    let (mut items, revision) = objects
-        .list(target.namespace.as_deref(), &selectors)
+    // Paging: the continue token is the first page's revision and the store key of the
+    // last object returned, so every page reads the same revision (the store's
+    // `range_page`); once compaction passes that revision the token answers 410.
+    let (revision, start) = match query.get("continue").filter(|t| !t.is_empty()) {
+        Some(token) => {
+            let (revision, after) = parse_continue(token)?;
+            (Some(revision), Some(format!("{after}\0")))
+        }
+        None => (None, None),
+    };
+    let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let page = objects
+        .list_page(
+            target.namespace.as_deref(),
+            &selectors,
+            revision,
+            start,
+            limit,
+        )
         .await?;
-    // Paging: the continue token is the last returned object's namespace/name.
-    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
-        let after = String::from_utf8(hex::decode(token).map_err(|_| bad_continue())?)
-            .map_err(|_| bad_continue())?;
-        items.retain(|o| position(o).as_str() > after.as_str());
-    }
-    let mut next = None;
-    if let Some(limit) = query.int("limit")?.filter(|l| *l > 0)
-        && items.len() > limit as usize
-    {
-        items.truncate(limit as usize);
-        next = items.last().map(|o| hex::encode(position(o)));
-    }
-    let rv = revision.to_string();
+    let items = page.items;
+    let next = page
+        .next
+        .map(|key| hex::encode(format!("{}:{key}", page.revision)));
+    let rv = page.revision.to_string();
     let body = match wants_table(&headers, &query) {
-        Some(include) => table::table(
-            &target.resource.table,
-            &items,
-            &rv,
-            next.as_deref(),
-            &include,
-        ),
+        Some(include) => table::table(target.resource, &items, &rv, next.as_deref(), &include),
         None => {
             let mut metadata = json!({"resourceVersion": rv});
             if let Some(token) = &next {
@@ -201,12 +226,13 @@ async fn list(
     Ok(respond(StatusCode::OK, &body, &[]))
 }
 
-fn position(object: &Value) -> String {
-    format!(
-        "{}/{}",
-        object["metadata"]["namespace"].as_str().unwrap_or_default(),
-        object["metadata"]["name"].as_str().unwrap_or_default()
-    )
+/// A continue token: hex of `REVISION:KEY`.
+fn parse_continue(token: &str) -> ApiResult<(i64, String)> {
+    let text = String::from_utf8(hex::decode(token).map_err(|_| bad_continue())?)
+        .map_err(|_| bad_continue())?;
+    let (revision, key) = text.split_once(':').ok_or_else(bad_continue)?;
+    let revision = revision.parse().map_err(|_| bad_continue())?;
+    Ok((revision, key.to_owned()))
 }
 
 fn bad_continue() -> ApiError {
@@ -344,7 +370,7 @@ async fn patch(
     Ok(respond(StatusCode::OK, &object, &warnings))
 }
 
-fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
+pub(crate) fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
     let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {

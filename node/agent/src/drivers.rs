@@ -21,8 +21,8 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, DriverCondition, ExitStatus, ImagePullPolicy, PrepareError, PreparedImage,
-    ProcessSpec, PullRequest, RunError,
+    ContainerDriver, DriverCondition, ExecSpec, ExitStatus, ImagePullPolicy, PrepareError,
+    PreparedImage, ProcessSpec, PullRequest, RunError,
 };
 
 /// The runtime class (and RuntimeClass handler) names the node knows.
@@ -207,6 +207,22 @@ impl ContainerDriver for Drivers {
             }
         }
         .boxed()
+    }
+
+    fn exec_in_container<'a>(
+        &'a self,
+        pod_uid: &'a str,
+        container: &'a str,
+        exec: ExecSpec,
+    ) -> Result<BoxFuture<'a, Result<ExitStatus, RunError>>, ExecSpec> {
+        let exec = match &self.oci {
+            Some(oci) => match oci.exec_in_container(pod_uid, container, exec) {
+                Ok(running) => return Ok(running),
+                Err(exec) => exec,
+            },
+            None => exec,
+        };
+        self.wasm.exec_in_container(pod_uid, container, exec)
     }
 
     fn node_conditions(&self) -> Vec<DriverCondition> {

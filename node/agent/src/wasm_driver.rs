@@ -147,6 +147,7 @@ impl ContainerDriver for WasmRuntime {
                 working_dir,
                 limits,
                 context,
+                started_report: _,
             } = process;
             let egress = egress_of(context.as_ref())?;
             let process = Process {

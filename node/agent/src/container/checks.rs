@@ -1,8 +1,10 @@
 //! The runner's [`Checker`]: performs probe actions against a running container.
 //! HTTP and TCP checks go to where the node serves the container's port (the
 //! node port of a `wasi:http` container, else the node's address and the port
-//! itself); an exec check runs the container's own program with the probe's
-//! command as argv, with the container's env, mounts and limits.
+//! itself, or the pod's own IP when its driver gives it one); an exec check
+//! runs the command inside the running container when the driver can enter it
+//! (Docker exec), else the container's own program with the probe's command as
+//! argv, with the container's env, mounts and limits.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::probe::{Action, CheckFuture, Checker};
 use crate::driver::{
-    ContainerDriver, ExitStatus, MountSpec, PreparedImage, ProcessContext, ProcessLimits,
-    ProcessSpec, ServedPort, error_chain,
+    ContainerDriver, ExecSpec, ExitStatus, MountSpec, PreparedImage, ProcessContext, ProcessLimits,
+    ProcessSpec, RunError, ServedPort, error_chain,
 };
 
 /// Everything an exec probe needs to start the container's program again.
@@ -45,7 +47,15 @@ impl ContainerChecks {
                 return Ok(found.address);
             }
         }
-        let host = host.unwrap_or(&self.host_ip);
+        let pod_ip = match (host, &self.exec.context) {
+            (None, Some(context)) => self
+                .exec
+                .driver
+                .pod_ip(&context.pod.uid)
+                .map(|ip| ip.to_string()),
+            _ => None,
+        };
+        let host = host.or(pod_ip.as_deref()).unwrap_or(&self.host_ip);
         format!("{host}:{port}")
             .parse()
             .or_else(|_| format!("[{host}]:{port}").parse())
@@ -94,6 +104,21 @@ impl ContainerChecks {
 
     async fn exec(&self, command: &[String]) -> Result<(), String> {
         let template = &self.exec;
+        let inside = ExecSpec {
+            command: command.to_vec(),
+            stdout: Box::new(tokio::io::sink()),
+            stderr: Box::new(tokio::io::sink()),
+        };
+        if let Some(context) = &template.context {
+            // Err: not a container the driver can enter; run the program anew.
+            if let Ok(running) =
+                template
+                    .driver
+                    .exec_in_container(&context.pod.uid, &context.container.name, inside)
+            {
+                return exit_verdict(command, running.await);
+            }
+        }
         let process = ProcessSpec {
             args: command.to_vec(),
             env: template.env.clone(),
@@ -105,20 +130,29 @@ impl ContainerChecks {
             working_dir: template.working_dir.clone(),
             limits: template.limits,
             context: template.context.clone(),
+            started_report: None,
         };
         let cancel = CancellationToken::new();
         let _stop = cancel.clone().drop_guard();
-        match template.driver.run(&template.image, process, cancel).await {
-            Ok(ExitStatus::Code(0)) => Ok(()),
-            Ok(ExitStatus::Code(code)) => Err(format!("command {command:?} exited with {code}")),
-            Ok(ExitStatus::Trap(message)) => Err(format!("command {command:?} trapped: {message}")),
-            Ok(ExitStatus::OomKilled) => Err(format!("command {command:?} ran out of memory")),
-            Ok(ExitStatus::Killed) => Err(format!("command {command:?} was killed")),
-            Err(error) => Err(format!(
-                "command {command:?} could not run: {}",
-                error_chain(&error)
-            )),
-        }
+        exit_verdict(
+            command,
+            template.driver.run(&template.image, process, cancel).await,
+        )
+    }
+}
+
+/// A command's exit as a probe result: only exit code 0 passes.
+fn exit_verdict(command: &[String], exit: Result<ExitStatus, RunError>) -> Result<(), String> {
+    match exit {
+        Ok(ExitStatus::Code(0)) => Ok(()),
+        Ok(ExitStatus::Code(code)) => Err(format!("command {command:?} exited with {code}")),
+        Ok(ExitStatus::Trap(message)) => Err(format!("command {command:?} trapped: {message}")),
+        Ok(ExitStatus::OomKilled) => Err(format!("command {command:?} ran out of memory")),
+        Ok(ExitStatus::Killed) => Err(format!("command {command:?} was killed")),
+        Err(error) => Err(format!(
+            "command {command:?} could not run: {}",
+            error_chain(&error)
+        )),
     }
 }
 

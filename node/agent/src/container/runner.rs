@@ -393,6 +393,7 @@ impl ContainerRunner {
             }
         };
         let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (runtime_id_tx, mut runtime_ids) = mpsc::unbounded_channel();
         let limits = limits(&self.spec);
         let checks = ContainerChecks {
             host_ip: self.context.host_ip.clone(),
@@ -432,6 +433,9 @@ impl ContainerRunner {
                 container: Arc::new(self.spec.clone()),
                 restart_count: self.machine.restart_count(),
             }),
+            started_report: Some(Box::new(move |id| {
+                let _ = runtime_id_tx.send(id);
+            })),
         };
         self.event(
             EventType::Normal,
@@ -474,6 +478,10 @@ impl ContainerRunner {
                 }
                 result = &mut attempt_done => break result,
                 Some(verdict) = verdicts.recv() => self.on_verdict(verdict, &kill).await,
+                Some(id) = runtime_ids.recv() => {
+                    self.machine.step(Input::RuntimeId(id), Moment::now());
+                    self.report();
+                }
                 () = &mut prober, if probing => probing = false,
             }
         };
