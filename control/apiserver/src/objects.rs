@@ -387,6 +387,9 @@ impl<'a> Objects<'a> {
         }
         self.check(&object, None)?;
         self.admit_namespace(namespace.as_deref()).await?;
+        if self.resource.kind == "Pod" && self.resource.group.is_empty() {
+            crate::kinds::admission::pod(self.store, &mut object).await?;
+        }
         let _reservation =
             crate::kinds::allocate::allocate(self.store, self.resource, &mut object, None).await?;
 

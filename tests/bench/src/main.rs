@@ -11,6 +11,8 @@
 //! - `http`: `examples/hello-http` served by the node vs `wasmtime serve`: requests/s
 //!   and p99 latency under the same closed-loop load.
 //! - `store`: etcd 3.4 (Debian's `etcd`) against `skiff-store`, 1 and 3 members.
+//! - `scheduler`: pods bound per second on 1,000 and 5,000 fake nodes and bind
+//!   latency, against kube-scheduler's published throughput.
 //!
 //! Figures and the commands that produced them are in `docs/benchmarks.md`.
 
@@ -18,6 +20,7 @@ mod http;
 mod pod_start;
 mod process;
 mod report;
+mod scheduler;
 mod store;
 
 use anyhow::Result;
@@ -41,6 +44,8 @@ enum Bench {
     Http(http::Options),
     /// etcd 3.4 vs skiff-store: puts, linearizable gets and watch latency.
     Store(store::Options),
+    /// Scheduler throughput and bind latency on 1,000 and 5,000 fake nodes.
+    Scheduler(scheduler::Options),
     /// One skiff-store member process, started by `store` (not for direct use).
     #[command(hide = true)]
     StoreMember(store::MemberOptions),
@@ -53,6 +58,7 @@ async fn main() -> Result<()> {
         Bench::PodStart(options) => pod_start::run(options).await?,
         Bench::Http(options) => http::run(options).await?,
         Bench::Store(options) => store::run(options).await?,
+        Bench::Scheduler(options) => scheduler::run(options).await?,
         Bench::StoreMember(options) => return store::run_member(options).await,
     };
     report::finish(&comparisons);
