@@ -4,7 +4,7 @@
 //! (Docker containers of the busybox test image) next to the Wasm pods' figure.
 
 mod native;
-mod node;
+pub mod node;
 mod oci;
 mod pods;
 mod runner;
