@@ -17,8 +17,9 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Container;
 use skiff_agent::driver::{
-    BoxError, ContainerDriver, DriverCondition, ExitStatus, ImagePullPolicy, PodSandbox,
-    PrepareError, PreparedImage, ProcessContext, ProcessSpec, PullRequest, RunError, ServedPort,
+    BoxError, ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, ExecSpec,
+    ExitStatus, ImagePullPolicy, PodSandbox, PrepareError, PreparedImage, ProcessContext,
+    ProcessSpec, PullRequest, RunError, ServedPort,
 };
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +103,7 @@ fn other(error: impl Into<BoxError>) -> BoxError {
 }
 
 /// The engine's text for an error, without bollard's wrapping.
-fn engine_message(error: &bollard::errors::Error) -> String {
+pub(crate) fn engine_message(error: &bollard::errors::Error) -> String {
     match error {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
         bollard::errors::Error::DockerStreamError { error } => error.clone(),
@@ -205,7 +206,7 @@ impl OciDriver {
         up
     }
 
-    fn docker(&self) -> Docker {
+    pub(crate) fn docker(&self) -> Docker {
         self.inner.docker.read().expect("docker").clone()
     }
 
@@ -215,7 +216,7 @@ impl OciDriver {
 
     /// Ids of this node's containers whose labels match all `filters`
     /// (`key=value`), running or not.
-    async fn find(
+    pub(crate) async fn find(
         &self,
         filters: &[String],
     ) -> Result<Vec<(String, bool)>, bollard::errors::Error> {
@@ -764,6 +765,19 @@ impl ContainerDriver for OciDriver {
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
         self.run_process(image, process, cancel).boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        container: &'a ContainerTemplate,
+        exec: ExecSpec,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
+        self.exec_in(container, exec, cancel).boxed()
+    }
+
+    fn usage<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, Vec<ContainerUsage>> {
+        self.usage_of(pod_uid).boxed()
     }
 
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {

@@ -15,10 +15,15 @@
 //!   container, so a restarted agent adopts running containers and removes
 //!   leftovers; a finished pod's containers are removed.
 //!
+//! - **Exec and usage**: `kubectl exec` runs the command in the running container
+//!   through Docker's exec API (stdin, tty, exit code); `kubectl top` reads
+//!   Docker's container stats.
+//!
 //! See docs/oci-driver.md.
 
 pub mod auth;
 mod driver;
+mod exec;
 pub mod labels;
 pub mod pause;
 pub mod resources;

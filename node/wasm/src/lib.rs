@@ -59,6 +59,7 @@ mod http;
 mod http_handler;
 mod http_outbound;
 mod http_output;
+mod meter;
 mod oci;
 mod program;
 mod run;
@@ -67,9 +68,10 @@ mod runtime;
 pub use config::RuntimeConfig;
 pub use error::{BoxError, FetchError, PrepareError, RunError, RuntimeError};
 pub use http::HttpService;
+pub use meter::{Meter, MeterBook, Usage};
 pub use oci::{
     Credentials, CredentialsError, Prepared, PullOptions, PullPolicy, RegistryAuth, RegistryError,
 };
 pub use program::{Program, ProgramKind};
-pub use run::{Exit, Mount, Process, Sandbox};
-pub use runtime::{RuntimeStats, WasmRuntime};
+pub use run::{Exit, InputStream, Mount, Process, Sandbox};
+pub use runtime::{RunExtras, RuntimeStats, WasmRuntime};

@@ -1,8 +1,9 @@
 //! The runner's [`Checker`]: performs probe actions against a running container.
 //! HTTP and TCP checks go to where the node serves the container's port (the
 //! node port of a `wasi:http` container, else the node's address and the port
-//! itself); an exec check runs the container's own program with the probe's
-//! command as argv, with the container's env, mounts and limits.
+//! itself); an exec check runs the probe's command in the container through
+//! [`ContainerDriver::exec`] (for Wasm: the container's own program with the
+//! command as argv, its env, mounts and limits; for OCI: `docker exec`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,19 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::probe::{Action, CheckFuture, Checker};
 use crate::driver::{
-    ContainerDriver, ExitStatus, MountSpec, PreparedImage, ProcessContext, ProcessLimits,
-    ProcessSpec, ServedPort, error_chain,
+    ContainerDriver, ContainerTemplate, ExecSpec, ExitStatus, ServedPort, error_chain,
 };
 
-/// Everything an exec probe needs to start the container's program again.
+/// Everything an exec probe needs to run a command in the container.
 pub struct ExecTemplate {
     pub driver: Arc<dyn ContainerDriver>,
-    pub image: PreparedImage,
-    pub env: Vec<(String, String)>,
-    pub mounts: Vec<MountSpec>,
-    pub working_dir: Option<String>,
-    pub limits: ProcessLimits,
-    pub context: Option<ProcessContext>,
+    pub container: ContainerTemplate,
 }
 
 pub struct ContainerChecks {
@@ -94,21 +89,20 @@ impl ContainerChecks {
 
     async fn exec(&self, command: &[String]) -> Result<(), String> {
         let template = &self.exec;
-        let process = ProcessSpec {
+        let exec = ExecSpec {
             args: command.to_vec(),
-            env: template.env.clone(),
+            stdin: None,
             stdout: Box::new(tokio::io::sink()),
             stderr: Box::new(tokio::io::sink()),
-            ports: Vec::new(),
-            ports_report: None,
-            mounts: template.mounts.clone(),
-            working_dir: template.working_dir.clone(),
-            limits: template.limits,
-            context: template.context.clone(),
+            tty: false,
         };
         let cancel = CancellationToken::new();
         let _stop = cancel.clone().drop_guard();
-        match template.driver.run(&template.image, process, cancel).await {
+        match template
+            .driver
+            .exec(&template.container, exec, cancel)
+            .await
+        {
             Ok(ExitStatus::Code(0)) => Ok(()),
             Ok(ExitStatus::Code(code)) => Err(format!("command {command:?} exited with {code}")),
             Ok(ExitStatus::Trap(message)) => Err(format!("command {command:?} trapped: {message}")),
