@@ -1,14 +1,16 @@
 //! Watch-fed caches of the objects the gateway routes by: Services,
-//! EndpointSlices, Ingresses and Nodes (kube-runtime reflectors). Every
+//! EndpointSlices, Ingresses, Nodes, Deployments, NetworkPolicies, Pods and
+//! Namespaces (kube-runtime reflectors). Every
 //! change bumps a counter on a `watch` channel, so the NodePort listeners
 //! know when to look again.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,11 +27,17 @@ pub struct Caches {
     pub slices: Store<EndpointSlice>,
     pub ingresses: Store<Ingress>,
     pub nodes: Store<Node>,
+    /// For the scaler: Deployments annotated for scale to zero or concurrency.
+    pub deployments: Store<Deployment>,
+    /// For NetworkPolicy: the policies, pods (both ends' labels) and namespaces.
+    pub policies: Store<NetworkPolicy>,
+    pub pods: Store<Pod>,
+    pub namespaces: Store<Namespace>,
     changed: watch::Receiver<u64>,
 }
 
 impl Caches {
-    /// Start the four reflectors on `tasks`; they stop when `cancel` fires.
+    /// Start the reflectors on `tasks`; they stop when `cancel` fires.
     pub fn start(client: &kube::Client, tasks: &TaskTracker, cancel: &CancellationToken) -> Caches {
         let (tx, changed) = watch::channel(0u64);
         let tx = Arc::new(tx);
@@ -38,6 +46,10 @@ impl Caches {
             slices: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             ingresses: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             nodes: reflect(Api::all(client.clone()), tasks, cancel, &tx),
+            deployments: reflect(Api::all(client.clone()), tasks, cancel, &tx),
+            policies: reflect(Api::all(client.clone()), tasks, cancel, &tx),
+            pods: reflect(Api::all(client.clone()), tasks, cancel, &tx),
+            namespaces: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             changed,
         }
     }
@@ -53,6 +65,10 @@ impl Caches {
             && ready(&self.slices).await
             && ready(&self.ingresses).await
             && ready(&self.nodes).await
+            && ready(&self.deployments).await
+            && ready(&self.policies).await
+            && ready(&self.pods).await
+            && ready(&self.namespaces).await
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
@@ -77,6 +93,19 @@ impl Caches {
             .collect();
         slices.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         slices
+    }
+
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
+        self.deployments
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.pods.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.get(&ObjectRef::new(name))
     }
 
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {

@@ -1,7 +1,10 @@
 //! One request through the gateway: route, pick an endpoint, forward, and
-//! answer every failure with a status and a reason (404 unknown host, 503 no
-//! ready endpoint, 502 backend unreachable or failing, 504 backend too slow).
+//! answer every failure with a status and a reason (404 unknown host, 403
+//! NetworkPolicy, 503 no ready endpoint, 502 backend unreachable or failing, 504 backend too slow).
+//! A Service whose Deployment scales to zero holds the request instead of
+//! the 503 while the Deployment starts ([`crate::scaler`]).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,19 +18,25 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Pod;
 use tokio::net::TcpStream;
 
 use crate::cache::Caches;
 use crate::config::GatewayConfig;
 use crate::endpoints::{Balancer, Endpoint, affinity, ready_endpoints, service_port};
 use crate::metrics::Metrics;
+use crate::netpol::{self, Caller, Verdict};
 use crate::route::{self, Route};
+use crate::scaler::{InFlight, Scaler, Target};
 use crate::upstream::{HOP_HEADER, Resolver, Upstream};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Paths under this prefix are the gateway's own, on every host.
 pub const OWN_PREFIX: &str = "/_skiff/";
+
+/// How often a held request looks for a serving endpoint besides cache changes.
+const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Everything a request needs, shared by all connections.
 pub struct Gateway {
@@ -36,6 +45,7 @@ pub struct Gateway {
     pub resolver: Resolver,
     pub balancer: Balancer,
     pub metrics: Metrics,
+    pub scaler: Arc<Scaler>,
 }
 
 /// A response made by the gateway itself.
@@ -159,26 +169,98 @@ impl Gateway {
         };
         let label = route.label.clone();
         let local_only = request.headers().contains_key(HOP_HEADER);
-        let candidates = match self.candidates(&route, peer.ip(), local_only) {
+        let client = self.client_of(&request, peer.ip(), local_only);
+        let target = self.scaler.target(&route.namespace, &route.service);
+        let mut in_flight = target.as_deref().map(|t| self.scaler.start(t));
+        let candidates = match self.candidates(&route, client, local_only) {
             Ok(candidates) => candidates,
-            Err(reason) => return (label, text(StatusCode::SERVICE_UNAVAILABLE, reason)),
+            // A gateway that forwarded here already saw a ready endpoint on
+            // this node: holding is the first gateway's job.
+            Err(NoCandidate::Unavailable(reason)) => {
+                match (target.as_deref(), in_flight.as_mut()) {
+                    (Some(target), Some(guard)) if target.policy.holds() && !local_only => {
+                        match self.hold(&route, target, guard, client).await {
+                            Ok(candidates) => candidates,
+                            Err(refused) => return (label, refused.response()),
+                        }
+                    }
+                    _ => return (label, text(StatusCode::SERVICE_UNAVAILABLE, reason)),
+                }
+            }
+            Err(refused) => return (label, refused.response()),
         };
         let response = self.forward(request, &host, peer, &route, candidates).await;
+        drop(in_flight);
         (label, response)
     }
 
-    /// The endpoints to try, in order, with how to reach each.
+    /// The caller NetworkPolicy judges: the peer, or for a request another
+    /// node's gateway forwarded (the hop header, from a node's address) the
+    /// client that gateway saw, the last `X-Forwarded-For` entry.
+    fn client_of(&self, request: &Request<Incoming>, peer: IpAddr, hop: bool) -> IpAddr {
+        if !hop || !(peer.is_loopback() || self.resolver.is_node_address(peer)) {
+            return peer;
+        }
+        request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|ip| ip.trim().parse().ok())
+            .unwrap_or(peer)
+    }
+
+    /// Hold a request for a Deployment with no ready endpoint: wake it (scale
+    /// to one) and wait until an endpoint is Ready, within the policy's
+    /// queue limit and timeout.
+    async fn hold(
+        &self,
+        route: &Route,
+        target: &Target,
+        guard: &mut InFlight<'_>,
+        client: IpAddr,
+    ) -> Result<Vec<(Endpoint, Upstream)>, NoCandidate> {
+        guard.hold(target).map_err(NoCandidate::Unavailable)?;
+        let deadline = tokio::time::Instant::now() + target.policy.hold_timeout;
+        let mut changes = self.caches.changes();
+        loop {
+            self.scaler.wake(target);
+            match self.candidates(route, client, false) {
+                Ok(candidates) => return Ok(candidates),
+                Err(NoCandidate::Unavailable(_)) => {}
+                Err(forbidden) => return Err(forbidden),
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() {
+                    return Err(NoCandidate::Unavailable("the gateway is shutting down".into()));
+                },
+                // The agent's port table has no change signal: look again soon.
+                _ = tokio::time::sleep(HOLD_POLL) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(NoCandidate::Unavailable(format!(
+                        "Deployment {} has no ready endpoint after {:?} ({}); it is scaled up and still starting",
+                        target.key(),
+                        target.policy.hold_timeout,
+                        crate::policy::SCALE_TO_ZERO_TIMEOUT,
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The endpoints to try, in order, with how to reach each: ready, allowed
+    /// by NetworkPolicy for `client`, reachable from this node.
     pub(crate) fn candidates(
         &self,
         route: &Route,
         client: IpAddr,
         local_only: bool,
-    ) -> Result<Vec<(Endpoint, Upstream)>, String> {
+    ) -> Result<Vec<(Endpoint, Upstream)>, NoCandidate> {
         let key = format!("{}/{}", route.namespace, route.service);
         let service = self
             .caches
             .service(&route.namespace, &route.service)
-            .ok_or_else(|| format!("Service {key} not found"))?;
+            .ok_or_else(|| NoCandidate::Unavailable(format!("Service {key} not found")))?;
         let spec = service.spec.clone().unwrap_or_default();
         if spec.type_.as_deref() == Some("ExternalName") {
             let port = service_port(&service, &route.port).map_or(80, |p| p.port);
@@ -196,7 +278,9 @@ impl Gateway {
             )]);
         }
         let slices = self.caches.slices_of(&route.namespace, &route.service);
-        let ready = ready_endpoints(&service, &route.port, &slices).map_err(|e| e.to_string())?;
+        let ready = ready_endpoints(&service, &route.port, &slices)
+            .map_err(|e| NoCandidate::Unavailable(e.to_string()))?;
+        let ready = self.admit(&key, ready, client)?;
         let ordered = self
             .balancer
             .order(&route.label, ready, client, affinity(&service));
@@ -205,11 +289,102 @@ impl Gateway {
             .filter_map(|e| self.resolver.upstream(&e, local_only).map(|u| (e, u)))
             .collect();
         if reachable.is_empty() {
-            return Err(format!(
+            return Err(NoCandidate::Unavailable(format!(
                 "Service {key} has no ready endpoint that is serving"
-            ));
+            )));
         }
         Ok(reachable)
+    }
+
+    /// The endpoints NetworkPolicy lets `client` reach; `Forbidden` when
+    /// policies select every one and none allows the call.
+    fn admit(
+        &self,
+        service: &str,
+        ready: Vec<Endpoint>,
+        client: IpAddr,
+    ) -> Result<Vec<Endpoint>, NoCandidate> {
+        let policies = self.caches.policies.state();
+        let governed = |e: &Endpoint| {
+            e.pod.as_ref().is_some_and(|(ns, _)| {
+                policies
+                    .iter()
+                    .any(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+            })
+        };
+        if !ready.iter().any(governed) {
+            return Ok(ready);
+        }
+        let source = self.source_pod(client);
+        let caller = Caller {
+            ip: client,
+            pod: source.as_ref().map(|(pod, labels)| (&**pod, labels)),
+        };
+        let mut denied = std::collections::BTreeSet::new();
+        let allowed: Vec<Endpoint> = ready
+            .into_iter()
+            .filter(|e| {
+                let Some((ns, name)) = e.pod.as_ref().filter(|_| governed(e)) else {
+                    return true;
+                };
+                // A pod not in the cache yet cannot be shown to be allowed.
+                let Some(pod) = self.caches.pod(ns, name) else {
+                    denied.insert(format!("(pod {ns}/{name} not known yet)"));
+                    return false;
+                };
+                match netpol::decide(&policies, &pod, e.port, &caller) {
+                    Verdict::Open | Verdict::Allowed(_) => true,
+                    Verdict::Denied(names) => {
+                        denied.extend(names);
+                        false
+                    }
+                }
+            })
+            .collect();
+        if allowed.is_empty() {
+            let who = match &source {
+                Some((pod, _)) => format!(
+                    "pod {}/{} ({client})",
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    pod.metadata.name.as_deref().unwrap_or_default()
+                ),
+                None => client.to_string(),
+            };
+            let names: Vec<String> = denied.into_iter().collect();
+            return Err(NoCandidate::Forbidden(format!(
+                "NetworkPolicy {} allows {who} no endpoint of Service {service}",
+                names.join(", ")
+            )));
+        }
+        Ok(allowed)
+    }
+
+    /// The pod whose own IP `ip` is (an OCI pod), with its namespace's labels.
+    /// Node addresses (where Wasm pods live) and loopback name no pod.
+    fn source_pod(&self, ip: IpAddr) -> Option<(Arc<Pod>, BTreeMap<String, String>)> {
+        if ip.is_loopback() {
+            return None;
+        }
+        if self.resolver.is_node_address(ip) {
+            return None;
+        }
+        let text = ip.to_string();
+        let pod = self.caches.pods.state().into_iter().find(|p| {
+            let status = p.status.as_ref();
+            status.and_then(|s| s.pod_ip.as_deref()) == Some(text.as_str())
+                && !matches!(
+                    status.and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+        })?;
+        let labels = pod
+            .metadata
+            .namespace
+            .as_deref()
+            .and_then(|ns| self.caches.namespace(ns))
+            .and_then(|ns| ns.metadata.labels.clone())
+            .unwrap_or_default();
+        Some((pod, labels))
     }
 
     pub(crate) async fn connect(
@@ -358,6 +533,36 @@ impl Gateway {
         {
             Err(_) => Err(SendError::Timeout),
             Ok(result) => result.map_err(SendError::Failed),
+        }
+    }
+}
+
+/// Why a request has no endpoint to go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoCandidate {
+    /// No ready, serving endpoint (503).
+    Unavailable(String),
+    /// NetworkPolicy allows the caller none of the ready endpoints (403).
+    Forbidden(String),
+}
+
+impl NoCandidate {
+    pub fn response(&self) -> Response<Body> {
+        match self {
+            NoCandidate::Unavailable(reason) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, reason.clone())
+            }
+            NoCandidate::Forbidden(reason) => text(StatusCode::FORBIDDEN, reason.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for NoCandidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoCandidate::Unavailable(reason) | NoCandidate::Forbidden(reason) => {
+                f.write_str(reason)
+            }
         }
     }
 }

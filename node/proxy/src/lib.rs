@@ -12,6 +12,11 @@
 //!   the node port the agent serves it on ([`LocalPorts`]), an OCI pod at its
 //!   IP, a Wasm pod on another node through that node's gateway.
 //!
+//! Deployments annotated `skiff.dev/scale-to-zero-after` are scaled to zero
+//! when idle and woken by their first request, which the gateway holds until
+//! an endpoint is Ready; `skiff.dev/target-concurrency` scales them on
+//! in-flight requests per pod ([`policy`], [`scaler`]).
+//!
 //! NodePort Services get a raw TCP listener per port ([`nodeport`]). The
 //! gateway's own endpoints live under `/_skiff/` on every host:
 //! `/_skiff/metrics` (Prometheus text) and `/_skiff/healthz`.
@@ -39,9 +44,12 @@ pub mod config;
 pub mod endpoints;
 pub mod gateway;
 pub mod metrics;
+pub mod netpol;
 pub mod nodeport;
+pub mod policy;
 mod publish;
 pub mod route;
+pub mod scaler;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -81,6 +89,8 @@ pub async fn run(
     let address = listener.local_addr().map_err(GatewayError::Listener)?;
     let tasks = TaskTracker::new();
     let caches = cache::Caches::start(&client, &tasks, &cancel);
+    let scaler = Arc::new(scaler::Scaler::new(client.clone(), caches.clone()));
+    tasks.spawn(Arc::clone(&scaler).run(cancel.clone()));
     let gateway = Arc::new(Gateway {
         resolver: upstream::Resolver {
             node_name: config.node_name.clone(),
@@ -91,6 +101,7 @@ pub async fn run(
         balancer: endpoints::Balancer::default(),
         metrics: metrics::Metrics::default(),
         config: config.clone(),
+        scaler,
     });
     tasks.spawn(publish::run(
         client,

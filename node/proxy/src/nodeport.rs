@@ -141,7 +141,7 @@ async fn relay(gateway: &Gateway, route: &Route, mut client: TcpStream, peer: So
     let candidates = match gateway.candidates(route, peer.ip(), false) {
         Ok(candidates) => candidates,
         Err(reason) => {
-            tracing::info!(route = route.label, client = %peer, reason, "node port connection refused");
+            tracing::info!(route = route.label, client = %peer, %reason, "node port connection refused");
             return;
         }
     };

@@ -60,6 +60,16 @@ fn join(ip: &str, port: u16) -> String {
 }
 
 impl Resolver {
+    /// Whether `ip` is one of the addresses of a known Node.
+    pub fn is_node_address(&self, ip: std::net::IpAddr) -> bool {
+        let text = ip.to_string();
+        self.caches
+            .nodes
+            .state()
+            .iter()
+            .any(|n| addresses(n).contains(&text))
+    }
+
     /// How to reach `endpoint`; `None` when it cannot be reached from here
     /// now (a local pod that does not serve yet, a node without a gateway,
     /// or any other node's endpoint when `local_only`).
