@@ -168,10 +168,9 @@ pub async fn run(args: ControlArgs) -> Result<()> {
         skiff_apiserver::ApiServer::new(store.clone(), cancel.child_token()),
         cancel.child_token(),
     ));
-    let client = up::api_client(&server_url)?;
     tasks.spawn(lead_control_loops(
         store.clone(),
-        client,
+        server_url.clone(),
         cancel.child_token(),
     ));
     tasks.close();
@@ -376,7 +375,7 @@ async fn bootstrap(api: skiff_apiserver::ApiServer, cancel: CancellationToken) {
 /// Runs the scheduler and the controllers while this member leads the Raft group and
 /// stops them when it no longer does, so they run on one member at a time (save for
 /// the moment a deposed leader takes to notice; their writes are compare-and-swap).
-async fn lead_control_loops(store: Store, client: kube::Client, cancel: CancellationToken) {
+async fn lead_control_loops(store: Store, server_url: String, cancel: CancellationToken) {
     let mut running: Option<(CancellationToken, TaskTracker)> = None;
     loop {
         let leading = store.leader() == Some(store.id());
@@ -385,7 +384,9 @@ async fn lead_control_loops(store: Store, client: kube::Client, cancel: Cancella
                 tracing::info!("leading the group: starting the scheduler and controllers");
                 let loops_cancel = cancel.child_token();
                 let loops = TaskTracker::new();
-                up::spawn_control_loops(client.clone(), &loops_cancel, &loops);
+                if let Err(err) = up::spawn_control_loops(&server_url, &loops_cancel, &loops) {
+                    tracing::error!(%err, "starting the scheduler and controllers");
+                }
                 loops.close();
                 running = Some((loops_cancel, loops));
             }

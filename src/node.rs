@@ -60,9 +60,10 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     let data_dir = args.data_dir.canonicalize()?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .with_context(|| format!("using {}", args.kubeconfig.display()))?;
+    config.headers.push(crate::up::user_agent("kubelet")?);
     let server = config.cluster_url.clone();
     let client = kube::Client::try_from(config).context("building the API client")?;
     let config = agent_config(&data_dir, args.name, args.node_addr)?;

@@ -71,8 +71,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .context("creating the system namespaces")?;
     let (server_url, kubeconfig) =
         serve_api(api, args.api_addr, &data_dir, axum::Router::new(), &tasks).await?;
-    let client = api_client(&server_url)?;
-    spawn_control_loops(client.clone(), &cancel, &tasks);
+    spawn_control_loops(&server_url, &cancel, &tasks)?;
+    let client = api_client(&server_url, "kubelet")?;
 
     let wasm = crate::node::wasm_runtime(&data_dir)?;
     let agent_config = crate::node::agent_config(&data_dir, args.node_name, args.node_addr)?;
@@ -84,6 +84,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         oci_driver(node_id, args.oci_pause_image, agent_cancel.clone()).await
     };
     create_runtime_classes(&client).await;
+    create_storage_class(&client).await;
     let drivers = skiff_agent::Drivers::new(Arc::new(wasm), oci);
     let gateway_listener = bind_gateway(args.gateway_addr).await?;
     let gateway_addr = gateway_listener.local_addr()?;
@@ -232,6 +233,35 @@ async fn create_runtime_classes(client: &kube::Client) {
     }
 }
 
+/// The default StorageClass `local-path`, whose claims the node a pod lands on
+/// provisions under its data directory (`skiff_agent::claims`).
+async fn create_storage_class(client: &kube::Client) {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let api: kube::Api<StorageClass> = kube::Api::all(client.clone());
+    let class = StorageClass {
+        metadata: kube::api::ObjectMeta {
+            name: Some(skiff_agent::claims::STORAGE_CLASS.to_string()),
+            annotations: Some(
+                [(
+                    "storageclass.kubernetes.io/is-default-class".to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        provisioner: skiff_agent::claims::PROVISIONER.to_string(),
+        reclaim_policy: Some("Delete".to_string()),
+        volume_binding_mode: Some("WaitForFirstConsumer".to_string()),
+        ..Default::default()
+    };
+    match api.create(&kube::api::PostParams::default(), &class).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(err) => tracing::warn!(%err, "creating the StorageClass local-path failed"),
+    }
+}
+
 /// Starts `api` on `addr` with `extra` routes merged in (it stops with the token it was
 /// created with) and writes `DATA_DIR/kubeconfig` for it. Returns its URL and the
 /// kubeconfig's path.
@@ -255,15 +285,39 @@ pub async fn serve_api(
     Ok((server_url, kubeconfig))
 }
 
-/// A Kubernetes client for the API server at `server_url`.
-pub fn api_client(server_url: &str) -> Result<kube::Client> {
-    kube::Client::try_from(kube::Config::new(server_url.parse()?))
-        .context("building the API client")
+/// A Kubernetes client for the API server at `server_url`. Its User-Agent
+/// starts with `component`, which the API server records as the field
+/// manager of the client's writes (`kube-scheduler`, `kubelet`, …), as
+/// Kubernetes' own components are recorded.
+pub fn api_client(server_url: &str, component: &str) -> Result<kube::Client> {
+    let mut config = kube::Config::new(server_url.parse()?);
+    config.headers.push(user_agent(component)?);
+    kube::Client::try_from(config).context("building the API client")
 }
 
-/// Runs the scheduler and the controllers against `client` until `cancel` fires.
-pub fn spawn_control_loops(client: kube::Client, cancel: &CancellationToken, tasks: &TaskTracker) {
-    let scheduler = skiff_scheduler::Scheduler::new(client.clone());
+/// The User-Agent header of a Skiff component's API client.
+pub fn user_agent(component: &str) -> Result<(http::HeaderName, http::HeaderValue)> {
+    let agent = format!(
+        "{component}/v1.32.0 ({}/{}) skiff/{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&agent).context("the User-Agent header")?,
+    ))
+}
+
+/// Runs the scheduler and the controllers against the API server at
+/// `server_url` until `cancel` fires.
+pub fn spawn_control_loops(
+    server_url: &str,
+    cancel: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<()> {
+    let scheduler = skiff_scheduler::Scheduler::new(api_client(server_url, "kube-scheduler")?);
+    let client = api_client(server_url, "kube-controller-manager")?;
     let scheduler_cancel = cancel.child_token();
     tasks.spawn(async move {
         if let Err(err) = scheduler.run(scheduler_cancel).await {
@@ -272,6 +326,7 @@ pub fn spawn_control_loops(client: kube::Client, cancel: &CancellationToken, tas
     });
     let controllers = skiff_controllers::Controllers::new(client);
     tasks.spawn(controllers.run(cancel.child_token()));
+    Ok(())
 }
 
 pub fn write_kubeconfig(data_dir: &Path, server_url: &str) -> Result<PathBuf> {

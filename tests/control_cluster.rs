@@ -182,9 +182,8 @@ fn holds_all(member: &Member, names: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-#[test]
-fn three_members_survive_a_leader_crash_and_a_fourth_joins() -> Result<()> {
-    let root = tempfile::tempdir()?;
+/// Three members on loopback, not started yet.
+fn new_group(root: &Path) -> Result<Vec<Member>> {
     let mut members = Vec::new();
     let names = ["n1", "n2", "n3"];
     let peers: Vec<(String, u16)> = names
@@ -198,25 +197,108 @@ fn three_members_survive_a_leader_crash_and_a_fourth_joins() -> Result<()> {
         .join(",");
     for (name, port) in &peers {
         let mut member = Member::new(
-            root.path(),
+            root,
             name,
             vec!["--initial-cluster".into(), initial.clone()],
         )?;
         member.peer_addr = format!("127.0.0.1:{port}");
         members.push(member);
     }
+    Ok(members)
+}
+
+fn print_logs(members: &[Member]) {
+    for member in members {
+        eprintln!(
+            "--- {} ({}):\n{}",
+            member.name,
+            member.log.display(),
+            member.log_tail()
+        );
+    }
+}
+
+#[test]
+fn three_members_survive_a_leader_crash_and_a_fourth_joins() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut members = new_group(root.path())?;
     let result = scenario(root.path(), &mut members);
     if result.is_err() {
-        for member in &members {
-            eprintln!(
-                "--- {} ({}):\n{}",
-                member.name,
-                member.log.display(),
-                member.log_tail()
-            );
-        }
+        print_logs(&members);
     }
     result
+}
+
+/// An object above the store's value limit is refused with 413 and not stored; with
+/// two of three members killed, a write through the survivor is answered by the
+/// server with 504 Timeout (the store's request timeout), never left hanging.
+#[test]
+fn oversized_writes_get_413_and_writes_without_quorum_get_504() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut members = new_group(root.path())?;
+    let result = no_quorum_scenario(&mut members);
+    if result.is_err() {
+        print_logs(&members);
+    }
+    result
+}
+
+fn no_quorum_scenario(members: &mut [Member]) -> Result<()> {
+    for member in members.iter_mut() {
+        member.start()?;
+    }
+    wait_for("a write through n1", WAIT, || {
+        create_configmap(&members[0], "first")
+    })?;
+
+    // A pod with a 1.6 MiB argument: above the store's 1.5 MiB value limit, below the
+    // API's body limit (a ConfigMap's data stops at 1 MiB in validation already).
+    let manifest = members[0].data_dir.with_file_name("big.json");
+    let object = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "big"},
+        "spec": {"containers": [{
+            "name": "c",
+            "image": "file:///x.wasm",
+            "args": ["x".repeat(1600 * 1024)],
+        }]},
+    });
+    std::fs::write(&manifest, object.to_string())?;
+    let out = members[0].kubectl(&["create", "-f", &manifest.to_string_lossy()])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an oversized object was stored");
+    assert!(
+        stderr.contains("Request entity too large") && stderr.contains("above the limit"),
+        "{stderr}"
+    );
+    let out = members[1].kubectl(&["get", "pod", "big"])?;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NotFound"),
+        "the refused object is readable: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    members[1].kill()?;
+    members[2].kill()?;
+    // kubectl's own timeout (20 s) would say "context deadline exceeded" or similar;
+    // the server must answer first, with the store's timeout as a 504.
+    let manifest = members[0].data_dir.with_file_name("lonely.json");
+    let object = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "lonely"},
+        "data": {"owner": "lonely"},
+    });
+    std::fs::write(&manifest, object.to_string())?;
+    let out = members[0].kubectl(&["create", "-f", &manifest.to_string_lossy()])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a write without quorum succeeded");
+    assert!(
+        stderr.contains("Error from server (Timeout)") && stderr.contains("timed out"),
+        "{stderr}"
+    );
+    Ok(())
 }
 
 fn scenario(root: &Path, members: &mut [Member]) -> Result<()> {

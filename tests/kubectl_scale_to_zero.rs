@@ -257,3 +257,136 @@ fn idle_deployments_scale_to_zero_and_wake_on_the_first_request() -> Result<()> 
     )?;
     Ok(())
 }
+
+const BUSY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: busy
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: busy
+  namespace: busy
+  annotations:
+    skiff.dev/target-concurrency: "1"
+    skiff.dev/max-replicas: "3"
+spec:
+  selector:
+    matchLabels: {app: busy}
+  template:
+    metadata:
+      labels: {app: busy}
+    spec:
+      containers:
+        - name: busy
+          image: file:///usr/local/share/skiff/examples/hello-http.wasm
+          ports:
+            - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: busy
+  namespace: busy
+spec:
+  selector: {app: busy}
+  ports:
+    - port: 80
+      targetPort: 8080
+"#;
+
+/// One HTTP/1.0 request over a fresh connection: whether it got a 200.
+fn hit(gateway: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(gateway) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    if stream
+        .write_all(b"GET /load HTTP/1.0\r\nHost: busy.busy\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response).is_ok();
+    read && (response.starts_with(b"HTTP/1.0 200") || response.starts_with(b"HTTP/1.1 200"))
+}
+
+#[test]
+fn in_flight_requests_scale_a_deployment_up_and_back_down() -> Result<()> {
+    build_guests();
+    let cluster = Cluster::start()?;
+    let dir = tempfile::tempdir()?;
+    let path = manifest(dir.path(), "busy.yaml", BUSY);
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    cluster.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/busy",
+        "-n",
+        "busy",
+        "--timeout=120s",
+    ])?;
+    let gateway = cluster.gateway.clone();
+    cluster.wait_for(Duration::from_secs(60), "busy to answer", |_| {
+        Ok(hit(&gateway))
+    })?;
+
+    // Sixteen clients back to back keep several requests in flight at the
+    // gateway: more than one pod's target of 1.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            let gateway = gateway.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    hit(&gateway);
+                }
+            })
+        })
+        .collect();
+    let scaled_up = cluster.wait_for(Duration::from_secs(90), "more than one replica", |c| {
+        let replicas = c.kubectl_ok(&[
+            "get",
+            "deployment",
+            "busy",
+            "-n",
+            "busy",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])?;
+        Ok(replicas.trim().parse::<i32>().unwrap_or(0) > 1)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("load client");
+    }
+    scaled_up?;
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "the ScaledForConcurrency event",
+        |c| {
+            Ok(c.kubectl_ok(&[
+                "get",
+                "events",
+                "-n",
+                "busy",
+                "--field-selector",
+                "involvedObject.name=busy",
+            ])?
+            .contains("ScaledForConcurrency"))
+        },
+    )?;
+
+    // Quiet again: back to one replica (never to zero without the idle annotation).
+    cluster.wait_field(
+        &["deployment", "busy", "-n", "busy"],
+        "{.spec.replicas}",
+        "1",
+    )?;
+    Ok(())
+}

@@ -7,15 +7,12 @@
 //! directly, so a subresource listed there (`status`, `scale`, `log`, …)
 //! appears here with the same kind and verbs without a second table.
 
-use std::sync::LazyLock;
-
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::discovery;
-use crate::registry;
 use crate::resources::Registry;
 
 /// The discovery document a client asked for with its `Accept` header.
@@ -176,9 +173,9 @@ fn resources(group: &str, version: &str, list: &Value) -> Vec<Value> {
     out
 }
 
-/// The serialized documents, computed once: discovery is read on every
-/// kubectl invocation whose cache is cold, and the registry never changes.
-struct Cached {
+/// The serialized documents, computed once per registry snapshot: discovery
+/// is read on every kubectl invocation whose cache is cold.
+pub(crate) struct Cached {
     legacy_core: Bytes,
     legacy_groups: Bytes,
     /// Indexed like [`AGGREGATED_VERSIONS`].
@@ -190,8 +187,7 @@ fn bytes(value: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("JSON values always serialize"))
 }
 
-static CACHED: LazyLock<Cached> = LazyLock::new(|| {
-    let registry = registry();
+fn cache(registry: &Registry) -> Cached {
     let per_version = |root| {
         AGGREGATED_VERSIONS
             .iter()
@@ -204,11 +200,11 @@ static CACHED: LazyLock<Cached> = LazyLock::new(|| {
         core: per_version(Root::Core),
         groups: per_version(Root::Groups),
     }
-});
+}
 
 /// Answer `GET /api` or `GET /apis` in the flavor the client asked for.
-pub fn respond(root: Root, headers: &HeaderMap) -> Response {
-    let cached = &*CACHED;
+pub fn respond(registry: &Registry, root: Root, headers: &HeaderMap) -> Response {
+    let cached = registry.discovery.get_or_init(|| cache(registry));
     let (body, content_type) = match negotiate(headers) {
         Flavor::Legacy => {
             let body = match root {

@@ -120,12 +120,12 @@ fn every_registered_resource_is_in_exactly_one_document() {
 
 #[test]
 fn response_content_type_names_the_aggregated_kind() {
-    let response = respond(Root::Groups, &accept(KUBECTL_ACCEPT));
+    let response = respond(crate::registry(), Root::Groups, &accept(KUBECTL_ACCEPT));
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
         "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
     );
-    let response = respond(Root::Core, &accept("application/json"));
+    let response = respond(crate::registry(), Root::Core, &accept("application/json"));
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
 }
 

@@ -49,7 +49,7 @@ pub fn group_names(registry: &Registry) -> Vec<&'static str> {
 /// The versions served for `group` ("" is core), preferred first.
 pub fn group_versions_of(registry: &Registry, group: &str) -> Vec<&'static str> {
     let mut versions: Vec<&'static str> = Vec::new();
-    for r in registry.all().iter().filter(|r| r.group == group) {
+    for r in registry.all().filter(|r| r.group == group) {
         if !versions.contains(&r.version) {
             versions.push(r.version);
         }
@@ -134,7 +134,6 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     let mut resources = Vec::new();
     for r in registry
         .all()
-        .iter()
         .filter(|r| r.group == group && r.version == version)
     {
         let mut entry = json!({
@@ -142,7 +141,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": if crate::auth::is_review(r) { &["create"][..] } else { &VERBS[..] },
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -165,6 +164,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 "log" => ("Pod", &["get"]),
                 "binding" => ("Binding", &["create"]),
                 "exec" => ("PodExecOptions", &["create", "get"]),
+                "eviction" => ("Eviction", &["create"]),
                 "scale" => ("Scale", &["get", "patch", "update"]),
                 _ => continue,
             };
@@ -180,6 +180,10 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             if *sub == "scale" {
                 entry["group"] = json!(crate::scale::GROUP);
                 entry["version"] = json!(crate::scale::VERSION);
+            }
+            if *sub == "eviction" {
+                entry["group"] = json!("policy");
+                entry["version"] = json!("v1");
             }
             resources.push(entry);
         }

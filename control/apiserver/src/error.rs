@@ -99,6 +99,15 @@ pub enum ApiError {
     NoRoute,
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// 429: an eviction a disruption budget does not allow now.
+    #[error("{message}")]
+    TooManyRequests { message: String, causes: Vec<Cause> },
+    /// The request carries more than the store takes (a key or value too large).
+    #[error("Request entity too large: {0}")]
+    TooLarge(String),
+    /// The store could not commit or confirm in time (no quorum, no leader).
+    #[error("{0}")]
+    Timeout(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
 }
@@ -134,6 +143,9 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,6 +163,9 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::Gone { .. } => "Expired",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -191,6 +206,11 @@ impl ApiError {
                     "reason": c.reason, "message": c.message, "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            ApiError::TooManyRequests { causes, .. } => Some(json!({
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message,
+                })).collect::<Vec<_>>(),
+            })),
             _ => None,
         };
         if let Some(details) = details {
@@ -211,7 +231,22 @@ impl IntoResponse for ApiError {
 
 impl From<skiff_store::StoreError> for ApiError {
     fn from(err: skiff_store::StoreError) -> ApiError {
-        ApiError::Internal(format!("storage: {err}"))
+        use skiff_store::StoreError;
+        match err {
+            StoreError::TooLarge { .. } => ApiError::TooLarge(err.to_string()),
+            StoreError::Timeout { .. } => ApiError::Timeout(format!(
+                "storage: {err}; the write may or may not have been applied"
+            )),
+            StoreError::Stopped => ApiError::ServiceUnavailable(format!("storage: {err}")),
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::Gone {
+                requested,
+                current: compacted,
+            },
+            _ => ApiError::Internal(format!("storage: {err}")),
+        }
     }
 }
 

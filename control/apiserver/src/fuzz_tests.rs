@@ -183,7 +183,62 @@ fn proto_seed(rng: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// A random (often contradictory) structural schema for custom resources.
+fn schema(rng: &mut Rng, depth: usize) -> Value {
+    let types = [
+        "object", "array", "string", "integer", "number", "boolean", "bogus",
+    ];
+    let mut schema = json!({"type": rng.pick(&types)});
+    let keys = ["spec", "status", "name", "replicas", "data"];
+    for _ in 0..rng.below(6) {
+        match rng.below(12) {
+            0 if depth < 3 => {
+                let key = *rng.pick(&keys);
+                schema["properties"][key] = self::schema(rng, depth + 1);
+            }
+            1 if depth < 3 => schema["items"] = self::schema(rng, depth + 1),
+            2 => schema["required"] = json!([rng.pick(&keys)]),
+            3 => schema["enum"] = json!([value(rng, 1), value(rng, 1)]),
+            4 => schema["minimum"] = value(rng, 0),
+            5 => schema["maximum"] = value(rng, 0),
+            6 => schema["pattern"] = json!(rng.pick(&["^[a-z]+$", "(", "a{2,}", "", "\\d"])),
+            7 => schema["maxLength"] = value(rng, 0),
+            8 if depth < 3 => {
+                schema["additionalProperties"] = if rng.below(2) == 0 {
+                    json!(rng.below(2) == 0)
+                } else {
+                    self::schema(rng, depth + 1)
+                }
+            }
+            9 => schema["x-kubernetes-preserve-unknown-fields"] = json!(rng.below(2) == 0),
+            10 => schema["x-kubernetes-int-or-string"] = json!(true),
+            _ => schema["default"] = value(rng, 1),
+        }
+    }
+    schema
+}
+
 fn one_round(rng: &mut Rng) {
+    // Custom resources against random schemas; printer-column paths.
+    let mut custom = object(rng, 0);
+    let outcome = crate::crd::schema::check_object(&schema(rng, 0), &mut custom);
+    let _ = (outcome.causes.len(), outcome.unknown.len());
+    let mut path = rng
+        .pick(&[
+            ".spec.replicas",
+            ".status.conditions[?(@.type==\"Ready\")].status",
+            ".spec['a.b'][0]",
+            ".items[*].name",
+            "{.metadata.name}",
+        ])
+        .as_bytes()
+        .to_vec();
+    mutate(rng, &mut path);
+    let path = String::from_utf8_lossy(&path);
+    let _ = crate::crd::jsonpath::select(&custom, &path);
+    let mut target = custom.clone();
+    let _ = crate::crd::jsonpath::set(&mut target, &path, value(rng, 1));
+
     // Protobuf bodies.
     let mut body = proto_seed(rng);
     if rng.below(4) != 0 {

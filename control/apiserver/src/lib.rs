@@ -19,10 +19,13 @@
 //! ```
 
 mod aggregated;
+mod auth;
 mod binding;
+mod crd;
 mod decode;
 mod discovery;
 pub mod error;
+mod eviction;
 mod exec;
 mod kinds;
 mod lifecycle;
@@ -41,7 +44,7 @@ mod selectors;
 mod table;
 mod watch;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -62,9 +65,10 @@ use crate::objects::{Objects, WriteOptions};
 use crate::request::Query;
 use crate::resources::Registry;
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::builtin);
-
+/// The built-in registry, for tests of the documents built from it.
+#[cfg(test)]
 pub(crate) fn registry() -> &'static Registry {
+    static REGISTRY: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Registry::builtin);
     &REGISTRY
 }
 
@@ -74,6 +78,14 @@ pub(crate) struct AppState {
     pub cancel: CancellationToken,
     /// Talks to node agents (logs).
     pub http: Client<HttpConnector, Empty<Bytes>>,
+    /// What is served now: the built-in kinds and the custom resources.
+    pub registry: crd::Live,
+}
+
+impl AppState {
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.get()
+    }
 }
 
 /// The API server: build it over a store, then [`ApiServer::serve`].
@@ -92,6 +104,7 @@ impl ApiServer {
                 store,
                 cancel,
                 http,
+                registry: crd::Live::default(),
             }),
         }
     }
@@ -139,15 +152,19 @@ impl ApiServer {
             .route("/readyz", get(|| async { "ok" }))
             .route(
                 "/api",
-                get(|headers: HeaderMap| async move {
-                    aggregated::respond(aggregated::Root::Core, &headers)
-                }),
+                get(
+                    |State(state): State<Arc<AppState>>, headers: HeaderMap| async move {
+                        aggregated::respond(&state.registry(), aggregated::Root::Core, &headers)
+                    },
+                ),
             )
             .route(
                 "/apis",
-                get(|headers: HeaderMap| async move {
-                    aggregated::respond(aggregated::Root::Groups, &headers)
-                }),
+                get(
+                    |State(state): State<Arc<AppState>>, headers: HeaderMap| async move {
+                        aggregated::respond(&state.registry(), aggregated::Root::Groups, &headers)
+                    },
+                ),
             )
             .route("/apis/{group}", get(group_discovery))
             .route(
@@ -159,7 +176,12 @@ impl ApiServer {
                 get(|| async { axum::Json(metrics::resource_list()) }),
             )
             .route("/apis/metrics.k8s.io/v1beta1/{*rest}", any(metrics::handle))
-            .route("/openapi/v3", get(|| async { openapi::index_response() }))
+            .route(
+                "/openapi/v3",
+                get(|State(state): State<Arc<AppState>>| async move {
+                    openapi::index_response(&state.registry())
+                }),
+            )
             .route("/openapi/v3/{*path}", get(openapi_document))
             .route("/api/{version}", get(core_resources))
             .route(
@@ -186,11 +208,15 @@ impl ApiServer {
         extra: Router,
     ) -> std::io::Result<()> {
         let cancel = self.state.cancel.clone();
-        let lifecycle = tokio::spawn(lifecycle::run(self.state.store.clone(), cancel.clone()));
+        // The served custom resources are known before the first request.
+        crd::refresh(&self.state).await;
+        let lifecycle = tokio::spawn(lifecycle::run(self.state.clone()));
+        let definitions = tokio::spawn(crd::run(self.state.clone()));
         let result = axum::serve(listener, self.router().merge(extra))
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await;
         lifecycle.abort();
+        definitions.abort();
         result
     }
 }
@@ -205,28 +231,41 @@ pub fn kubeconfig(server: &str, cluster: &str) -> String {
     )
 }
 
-async fn openapi_document(Path(path): Path<String>, RawQuery(query): RawQuery) -> Response {
+async fn openapi_document(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = Query::parse(query.as_deref());
-    openapi::document_response(&path, query.get("hash"))
+    openapi::document_response(&state.registry(), &path, query.get("hash"))
         .unwrap_or_else(|| ApiError::NoRoute.into_response())
 }
 
-async fn group_discovery(Path(group): Path<String>) -> Response {
-    match discovery::api_group(registry(), &group) {
+async fn group_discovery(
+    State(state): State<Arc<AppState>>,
+    Path(group): Path<String>,
+) -> Response {
+    match discovery::api_group(&state.registry(), &group) {
         Some(group) => axum::Json(group).into_response(),
         None => ApiError::NoRoute.into_response(),
     }
 }
 
-async fn core_resources(Path(version): Path<String>) -> Response {
-    match discovery::resource_list(registry(), "", &version) {
+async fn core_resources(
+    State(state): State<Arc<AppState>>,
+    Path(version): Path<String>,
+) -> Response {
+    match discovery::resource_list(&state.registry(), "", &version) {
         Some(list) => axum::Json(list).into_response(),
         None => ApiError::NoRoute.into_response(),
     }
 }
 
-async fn group_resources(Path((group, version)): Path<(String, String)>) -> Response {
-    match discovery::resource_list(registry(), &group, &version) {
+async fn group_resources(
+    State(state): State<Arc<AppState>>,
+    Path((group, version)): Path<(String, String)>,
+) -> Response {
+    match discovery::resource_list(&state.registry(), &group, &version) {
         Some(list) => axum::Json(list).into_response(),
         None => ApiError::NoRoute.into_response(),
     }
@@ -266,7 +305,7 @@ async fn dispatch(
     body: Bytes,
 ) -> Response {
     let query = Query::parse(query.as_deref());
-    let target = match request::resolve(group, version, rest) {
+    let target = match request::resolve(&state.registry(), group, version, rest) {
         Ok(target) => target,
         Err(err) => return err.into_response(),
     };

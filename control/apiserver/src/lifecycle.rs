@@ -7,18 +7,20 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::objects::{DeleteOptions, Objects};
-use crate::registry;
+use std::sync::Arc;
+
+use crate::AppState;
 use crate::selectors::Selectors;
 
 const RECHECK: Duration = Duration::from_secs(1);
 
-pub async fn run(store: skiff_store::Store, cancel: CancellationToken) {
+pub async fn run(state: Arc<AppState>) {
+    let (store, cancel) = (&state.store, &state.cancel);
     let namespaces = crate::kinds::namespace::resource();
     loop {
-        let terminating: Vec<Value> = match Objects::new(&store, &namespaces)
+        let terminating: Vec<Value> = match Objects::new(store, &namespaces)
             .list(None, &Selectors::default())
             .await
         {
@@ -41,7 +43,7 @@ pub async fn run(store: skiff_store::Store, cancel: CancellationToken) {
         };
         for ns in terminating {
             let name = crate::meta::name(&ns).to_string();
-            if let Err(err) = finalize(&store, &name).await {
+            if let Err(err) = finalize(&state, &name).await {
                 tracing::warn!(namespace = %name, %err, "finalizing namespace");
             }
         }
@@ -64,12 +66,10 @@ pub async fn run(store: skiff_store::Store, cancel: CancellationToken) {
 }
 
 /// Delete everything in the namespace; remove it once nothing is left.
-async fn finalize(
-    store: &skiff_store::Store,
-    namespace: &str,
-) -> Result<(), crate::error::ApiError> {
+async fn finalize(state: &AppState, namespace: &str) -> Result<(), crate::error::ApiError> {
+    let store = &state.store;
     let mut remaining = 0;
-    for resource in registry().all().iter().filter(|r| r.namespaced) {
+    for resource in state.registry().all().filter(|r| r.namespaced) {
         let objects = Objects::new(store, resource);
         let (items, _) = objects.list(Some(namespace), &Selectors::default()).await?;
         remaining += items.len();

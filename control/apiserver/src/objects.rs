@@ -83,6 +83,37 @@ impl Propagation {
     }
 }
 
+/// Whether every conflicting field holds the value client-side apply last
+/// set (its `last-applied-configuration` annotation).
+fn client_side_applied(live: &Value, conflicts: &[skiff_patch::managed::Conflict]) -> bool {
+    let Some(last) =
+        live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    else {
+        return false;
+    };
+    !conflicts.is_empty()
+        && conflicts.iter().all(|c| {
+            let before = skiff_patch::managed::value_at(&last, &c.path);
+            before.is_some() && before == skiff_patch::managed::value_at(live, &c.path)
+        })
+}
+
+/// Whether `managedFields` sent by a client can be taken as they are: a
+/// list of entries each naming a manager, an operation and `FieldsV1` sets.
+fn valid_managed_fields(entries: &Value) -> bool {
+    entries.as_array().is_some_and(|entries| {
+        entries.iter().all(|e| {
+            e["manager"].as_str().is_some_and(|m| !m.is_empty())
+                && matches!(e["operation"].as_str(), Some("Apply" | "Update"))
+                && e["fieldsType"] == "FieldsV1"
+                && e["fieldsV1"].is_object()
+                && e["apiVersion"].is_string()
+        })
+    })
+}
+
 /// Decode a stored value, stamping its resourceVersion from the revision.
 pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
     let mut object: Value = serde_json::from_slice(&kv.value)
@@ -205,7 +236,10 @@ impl<'a> Objects<'a> {
                 self.resource.kind
             )));
         }
-        (self.resource.decode)(body, options.validation)
+        match &self.resource.custom {
+            Some(custom) => custom.decode(self.resource, body, options.validation),
+            None => (self.resource.decode)(body, options.validation),
+        }
     }
 
     fn check(&self, object: &Value, old: Option<&Value>) -> ApiResult<()> {
@@ -348,12 +382,31 @@ impl<'a> Objects<'a> {
         part: Part,
         options: &WriteOptions,
     ) {
-        if let Some(old) = old {
-            match old["metadata"].get("managedFields") {
-                Some(entries) => meta::set(next, "managedFields", entries.clone()),
-                None => meta::remove(next, "managedFields"),
+        // As Kubernetes: a write that sets valid `managedFields` other than
+        // the stored ones replaces them (how kubectl moves fields from
+        // client-side to server-side apply, or a user resets them with
+        // `[]`); otherwise the stored entries carry on.
+        let sent = next["metadata"].get("managedFields").cloned();
+        let replaced = old.zip(sent).filter(|(old, sent)| {
+            Some(sent) != old["metadata"].get("managedFields") && valid_managed_fields(sent)
+        });
+        let based;
+        let old = match (old, replaced) {
+            (Some(_), Some((old, sent))) => {
+                let mut with_sent = old.clone();
+                meta::set(&mut with_sent, "managedFields", sent);
+                based = with_sent;
+                Some(&based)
             }
-        }
+            (Some(old), None) => {
+                match old["metadata"].get("managedFields") {
+                    Some(entries) => meta::set(next, "managedFields", entries.clone()),
+                    None => meta::remove(next, "managedFields"),
+                }
+                Some(old)
+            }
+            (None, _) => None,
+        };
         let (api_version, now) = (self.resource.api_version(), meta::now());
         let Some(writer) = self.writer(options, part, &api_version, &now) else {
             return;
@@ -425,14 +478,21 @@ impl<'a> Objects<'a> {
                 Err(ApiError::NotFound { .. }) if part == Part::Main => None,
                 Err(err) => return Err(err),
             };
-            let merged = skiff_patch::managed::apply(
-                &schema,
-                live.as_ref().map(|(object, _)| object),
-                &config,
-                &writer,
-                force,
-            )
-            .map_err(|conflicts| self.apply_conflict(name, manager, conflicts))?;
+            let live_object = live.as_ref().map(|(object, _)| object);
+            let merged =
+                match skiff_patch::managed::apply(&schema, live_object, &config, &writer, force) {
+                    Ok(merged) => merged,
+                    // As Kubernetes: conflicts only on fields that still
+                    // hold what client-side `kubectl apply` last set are
+                    // taken over, so moving to server-side apply needs no force.
+                    Err(conflicts)
+                        if live_object.is_some_and(|l| client_side_applied(l, &conflicts)) =>
+                    {
+                        skiff_patch::managed::apply(&schema, live_object, &config, &writer, true)
+                            .map_err(|conflicts| self.apply_conflict(name, manager, conflicts))?
+                    }
+                    Err(conflicts) => return Err(self.apply_conflict(name, manager, conflicts)),
+                };
             let Some((current, kv)) = live else {
                 let decoded = self.decode(&merged, options)?;
                 match self
@@ -563,6 +623,15 @@ impl<'a> Objects<'a> {
         part: Part,
         options: &WriteOptions,
     ) -> ApiResult<Written> {
+        if self.resource.custom.is_some() && patch_type == skiff_patch::PatchType::StrategicMerge {
+            // As Kubernetes: custom resources have no merge keys to go by.
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml \
+                 (strategic merge patch is not supported for custom resources such as {})",
+                self.resource.kind
+            )));
+        }
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
             let (current, kv) = self.get(namespace, name).await?;

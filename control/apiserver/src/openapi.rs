@@ -9,18 +9,17 @@
 //! schemas carry no `x-kubernetes-patch-merge-key` extensions, and kubectl
 //! would read (missing) merge keys from them instead of its compiled-in ones.
 //!
-//! Documents are computed once; `?hash=` is a digest of the served bytes, so
+//! Documents are computed once per registry snapshot (a CRD change makes a
+//! new one); `?hash=` is a digest of the served bytes, so
 //! it is stable for a given build.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::registry;
 use crate::resources::{Registry, Resource};
 use crate::schemas;
 
@@ -113,7 +112,6 @@ fn operation(resource: &Resource, action: &str, schema: &Value) -> Value {
 pub fn document(registry: &Registry, group: &str, version: &str) -> Value {
     let resources: Vec<&Resource> = registry
         .all()
-        .iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     let components = schemas::components(resources.iter().copied());
@@ -152,13 +150,11 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Value {
 }
 
 /// Every served document, serialized once, with its hash.
-struct Documents {
+pub(crate) struct Documents {
     index: Bytes,
     /// By path below `/openapi/v3/` (`api/v1`, `apis/apps/v1`).
     documents: BTreeMap<String, (Bytes, String)>,
 }
-
-static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| build(registry()));
 
 fn build(registry: &Registry) -> Documents {
     let mut documents = BTreeMap::new();
@@ -196,14 +192,20 @@ fn json_response(body: Bytes, cache_control: &'static str) -> Response {
 }
 
 /// `GET /openapi/v3`.
-pub fn index_response() -> Response {
-    json_response(DOCUMENTS.index.clone(), "no-cache, private")
+pub fn index_response(registry: &Registry) -> Response {
+    let documents = registry.openapi.get_or_init(|| build(registry));
+    json_response(documents.index.clone(), "no-cache, private")
 }
 
 /// `GET /openapi/v3/<path>[?hash=…]`, or None if no document lives there. A
 /// matching hash may be cached forever: the content cannot change under it.
-pub fn document_response(path: &str, requested_hash: Option<&str>) -> Option<Response> {
-    let (bytes, digest) = DOCUMENTS.documents.get(path)?;
+pub fn document_response(
+    registry: &Registry,
+    path: &str,
+    requested_hash: Option<&str>,
+) -> Option<Response> {
+    let documents = registry.openapi.get_or_init(|| build(registry));
+    let (bytes, digest) = documents.documents.get(path)?;
     let cache = if requested_hash == Some(digest.as_str()) {
         "public, immutable, max-age=31536000"
     } else {

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use axum::http::HeaderMap;
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry;
-use crate::resources::Resource;
+use crate::resources::{Registry, Resource};
 
 /// The object or collection a path names.
 pub struct Target {
@@ -18,10 +17,10 @@ pub struct Target {
 }
 
 /// Resolve the path segments after `/api/v1/` or `/apis/<g>/<v>/`.
-pub fn resolve(group: &str, version: &str, rest: &str) -> ApiResult<Target> {
+pub fn resolve(registry: &Registry, group: &str, version: &str, rest: &str) -> ApiResult<Target> {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let find = |plural: &str| {
-        registry()
+        registry
             .find(group, version, plural)
             .ok_or(ApiError::NoRoute)
     };
@@ -33,7 +32,7 @@ pub fn resolve(group: &str, version: &str, rest: &str) -> ApiResult<Target> {
             subresource: sub.map(String::from),
         };
     let namespaced_here = |plural: &str| {
-        registry()
+        registry
             .find(group, version, plural)
             .is_some_and(|r| r.namespaced)
     };

@@ -26,12 +26,32 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    // A definition written here is served (or gone) when the answer arrives.
+    let definitions = crate::crd::is_definitions(target.resource) && method != Method::GET;
+    let answer = route(state.clone(), method, target, query, headers, body).await;
+    if definitions && answer.is_ok() {
+        crate::crd::refresh(&state).await;
+    }
+    answer
+}
+
+async fn route(
+    state: Arc<AppState>,
+    method: Method,
+    target: Target,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let sub = target.subresource.as_deref();
     match (&method, target.name.is_some(), sub) {
         (&Method::GET, false, None) if query.flag("watch") => {
             watch(state, target, query, headers).await
         }
         (&Method::GET, false, None) => list(state, target, query, headers).await,
+        (&Method::POST, false, None) if crate::auth::is_review(target.resource) => {
+            crate::auth::review_response(target, headers, body)
+        }
         (&Method::POST, false, None) => create(state, target, query, headers, body).await,
         (&Method::DELETE, false, None) => delete_collection(state, target, query, body).await,
         (&Method::GET, true, None | Some("status")) => get(state, target, query, headers).await,
@@ -48,6 +68,9 @@ pub async fn handle(
         (&Method::DELETE, true, None) => delete(state, target, query, body).await,
         (&Method::GET, true, Some("log")) if target.resource.kind == "Pod" => {
             crate::logs::logs(state, target, query).await
+        }
+        (&Method::POST, true, Some("eviction")) if target.resource.kind == "Pod" => {
+            crate::eviction::evict(state, target, query, headers, body).await
         }
         (&Method::POST, true, Some("binding")) if target.resource.kind == "Pod" => {
             crate::binding::bind(state, target, query, headers, body).await
@@ -125,7 +148,7 @@ fn render(target: &Target, object: Value, headers: &HeaderMap, query: &Query) ->
                 .as_str()
                 .unwrap_or("")
                 .to_string();
-            table::table(&target.resource.table, &[object], &rv, None, &include)
+            table::table(target.resource, &[object], &rv, None, &include)
         }
         None => object,
     }
@@ -178,13 +201,7 @@ async fn list(
     }
     let rv = revision.to_string();
     let body = match wants_table(&headers, &query) {
-        Some(include) => table::table(
-            &target.resource.table,
-            &items,
-            &rv,
-            next.as_deref(),
-            &include,
-        ),
+        Some(include) => table::table(target.resource, &items, &rv, next.as_deref(), &include),
         None => {
             let mut metadata = json!({"resourceVersion": rv});
             if let Some(token) = &next {
@@ -344,7 +361,7 @@ async fn patch(
     Ok(respond(StatusCode::OK, &object, &warnings))
 }
 
-fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
+pub(crate) fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
     let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {

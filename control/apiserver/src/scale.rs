@@ -24,9 +24,40 @@ pub const VERSION: &str = "v1";
 /// A write retries this often when the parent changes underneath it.
 const ATTEMPTS: usize = 5;
 
-/// The Scale of a parent object: its desired and current replicas and its
-/// selector as a string (what an autoscaler lists pods with).
-pub fn scale_of(parent: &Value) -> Value {
+/// The Scale of a parent: its desired and current replicas and its
+/// selector as a string (what an autoscaler lists pods with), read where a
+/// custom resource's definition says (`specReplicasPath`,
+/// `statusReplicasPath`, `labelSelectorPath`) or, for the built-in kinds,
+/// from `spec.replicas`, `status.replicas` and `spec.selector`.
+fn scale_for(paths: Option<&crate::crd::ScalePaths>, parent: &Value) -> Value {
+    let mut scale = builtin_scale(parent);
+    if let Some(paths) = paths {
+        let first = |path: &str| {
+            crate::crd::jsonpath::select(parent, path)
+                .first()
+                .copied()
+                .cloned()
+        };
+        scale["apiVersion"] = json!(format!("{GROUP}/{VERSION}"));
+        scale["spec"]["replicas"] = json!(
+            first(&paths.spec_replicas)
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0)
+        );
+        scale["status"] = json!({"replicas": first(&paths.status_replicas).and_then(|v| v.as_i64()).unwrap_or(0)});
+        if let Some(selector) = paths
+            .label_selector
+            .as_deref()
+            .and_then(first)
+            .and_then(|v| v.as_str().map(String::from))
+        {
+            scale["status"]["selector"] = json!(selector);
+        }
+    }
+    scale
+}
+
+fn builtin_scale(parent: &Value) -> Value {
     let spec = &parent["spec"];
     let selector = if spec["selector"]["matchLabels"].is_null()
         && spec["selector"]["matchExpressions"].is_null()
@@ -97,6 +128,12 @@ pub async fn handle(
     let objects = Objects::new(&state.store, target.resource);
     let namespace = target.namespace.as_deref();
     let name = target.name.as_deref().unwrap_or_default();
+    let paths = target
+        .resource
+        .custom
+        .as_ref()
+        .and_then(|c| c.scale.as_ref());
+    let scale_of = |parent: &Value| scale_for(paths, parent);
     if method == Method::GET {
         let (parent, _) = objects.get(namespace, name).await?;
         return Ok(ok(scale_of(&parent)));
@@ -148,7 +185,12 @@ pub async fn handle(
         }
         let replicas = wanted_replicas(&wanted)?;
         let mut next = parent.clone();
-        next["spec"]["replicas"] = json!(replicas);
+        match paths {
+            Some(paths) => {
+                crate::crd::jsonpath::set(&mut next, &paths.spec_replicas, json!(replicas));
+            }
+            None => next["spec"]["replicas"] = json!(replicas),
+        }
         match objects
             .update(namespace, name, &next, Part::Main, &options)
             .await
@@ -182,7 +224,7 @@ mod tests {
         let deploy = json!({"metadata": {"name": "web", "namespace": "default", "resourceVersion": "7"},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "tier": "front"}}},
             "status": {"replicas": 2}});
-        let scale = scale_of(&deploy);
+        let scale = scale_for(None, &deploy);
         assert_eq!(scale["apiVersion"], "autoscaling/v1");
         assert_eq!(scale["spec"]["replicas"], 3);
         assert_eq!(
@@ -191,8 +233,8 @@ mod tests {
         );
         assert_eq!(scale["metadata"]["resourceVersion"], "7");
         let rc = json!({"metadata": {"name": "old"}, "spec": {"selector": {"app": "old"}}});
-        assert_eq!(scale_of(&rc)["status"]["selector"], "app=old");
-        assert_eq!(scale_of(&rc)["spec"]["replicas"], 0);
+        assert_eq!(scale_for(None, &rc)["status"]["selector"], "app=old");
+        assert_eq!(scale_for(None, &rc)["spec"]["replicas"], 0);
     }
 
     #[test]

@@ -87,6 +87,16 @@ fn fallback_name(resource: &Resource) -> String {
     } else {
         resource.group
     };
+    if resource.custom.is_some() {
+        // Kubernetes names custom kinds by their reversed group.
+        let reversed: Vec<&str> = group.split('.').rev().collect();
+        return format!(
+            "{}.{}.{}",
+            reversed.join("."),
+            resource.version,
+            resource.kind
+        );
+    }
     format!("io.skiff.{group}.{}.{}", resource.version, resource.kind)
 }
 
@@ -119,7 +129,11 @@ pub fn components<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Comp
             None => {
                 let name = fallback_name(r);
                 generator.subschema_for::<ObjectMeta>();
-                extra.push((name.clone(), permissive(r)));
+                let schema = match &r.custom {
+                    Some(custom) => custom.openapi_schema(r),
+                    None => permissive(r),
+                };
+                extra.push((name.clone(), schema));
                 name
             }
         };

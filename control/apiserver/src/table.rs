@@ -36,13 +36,14 @@ pub struct TableDef {
 /// parameter: None, Metadata (the default; kubectl needs it for `-A` and
 /// `--show-labels`) or Object.
 pub fn table(
-    def: &TableDef,
+    resource: &crate::resources::Resource,
     objects: &[Value],
     resource_version: &str,
     continue_token: Option<&str>,
     include_object: &str,
 ) -> Value {
     let now = Timestamp::now();
+    let def = &resource.table;
     let columns: Vec<Value> = def
         .columns
         .iter()
@@ -57,7 +58,11 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut row = json!({"cells": (def.cells)(object, now)});
+            let cells = match &resource.custom {
+                Some(custom) => custom.cells(object, now),
+                None => (def.cells)(object, now),
+            };
+            let mut row = json!({"cells": cells});
             match include_object {
                 "None" => {}
                 "Object" => row["object"] = object.clone(),

@@ -174,7 +174,7 @@ impl Encoder {
             Some(include) => {
                 let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("");
                 table::table(
-                    &self.resource.table,
+                    self.resource,
                     std::slice::from_ref(object),
                     rv,
                     None,

@@ -115,6 +115,8 @@ pub struct Conflict {
     pub api_version: String,
     /// The field as Kubernetes prints it, e.g. `.spec.replicas`.
     pub field: String,
+    /// The field in `fieldsV1` form (`f:spec`, `k:{"name":"web"}`, `v:"x"`, `i:0`).
+    pub path: Vec<String>,
 }
 
 /// The `managedFields` of an object; malformed entries are dropped.
@@ -296,6 +298,7 @@ pub fn apply(
                 manager: entry.manager.clone(),
                 api_version: entry.api_version.clone(),
                 field: display_path(path),
+                path: path.clone(),
             });
         }
     }
@@ -655,6 +658,29 @@ fn parse_fields_v1(node: &Value, path: &mut Path, out: &mut BTreeSet<Path>) {
 }
 
 /// A path as Kubernetes prints it in a conflict: `.spec.containers[name="a"].image`.
+/// The value at a `fieldsV1`-form path in `object`, if there is one.
+pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut at = object;
+    for element in path {
+        at = if let Some(field) = element.strip_prefix("f:") {
+            at.get(field)?
+        } else if let Some(index) = element.strip_prefix("i:") {
+            at.get(index.parse::<usize>().ok()?)?
+        } else if let Some(value) = element.strip_prefix("v:") {
+            let wanted: Value = serde_json::from_str(value).ok()?;
+            at.as_array()?.iter().find(|item| **item == wanted)?
+        } else if let Some(key) = element.strip_prefix("k:") {
+            let keys: Map<String, Value> = serde_json::from_str(key).ok()?;
+            at.as_array()?
+                .iter()
+                .find(|item| keys.iter().all(|(k, v)| item.get(k) == Some(v)))?
+        } else {
+            return None;
+        };
+    }
+    Some(at)
+}
+
 fn display_path(path: &[String]) -> String {
     let mut out = String::new();
     for element in path {

@@ -16,6 +16,7 @@
 //! ```
 
 mod plan;
+mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -110,7 +111,22 @@ impl Scheduler {
             let pod = &book.pending[&key];
             let span = tracing::info_span!("schedule", pod = %format!("{}/{}", key.0, key.1));
             let _enter = span.enter();
-            match pick_node(&facts) {
+            let total = facts.len();
+            let facts = match volumes::allowed_nodes(&self.client, pod).await {
+                Some(allowed) => facts
+                    .into_iter()
+                    .filter(|f| allowed.contains(&f.name))
+                    .collect(),
+                None => facts,
+            };
+            let picked = if facts.is_empty() && total > 0 {
+                Err(format!(
+                    "0/{total} nodes are available: {total} node(s) had volume node affinity conflict."
+                ))
+            } else {
+                pick_node(&facts)
+            };
+            match picked {
                 Ok(node) => match self.bind(pod, &node).await {
                     Ok(()) => {
                         tracing::info!(node, "bound");

@@ -112,10 +112,35 @@ pub(crate) struct Trees {
 
 impl Trees {
     pub fn open(dir: &Path) -> Result<Trees, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(StoreError::sled("opening the data directory"))?;
+        let damaged = |problem: String| StoreError::Damaged {
+            dir: dir.display().to_string(),
+            problem,
+        };
+        // sled may panic rather than fail on some damaged files: either way the
+        // caller gets an error naming the directory, never a crashed process.
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(dir).open());
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(sled::Error::Io(error)))
+                if error.kind() != std::io::ErrorKind::UnexpectedEof =>
+            {
+                return Err(StoreError::Sled {
+                    context: "opening the data directory",
+                    source: sled::Error::Io(error),
+                });
+            }
+            Ok(Err(error)) => {
+                return Err(damaged(format!("sled cannot read its files: {error}")));
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                return Err(damaged(format!("sled failed reading its files: {what}")));
+            }
+        };
         let tree = |name: &str| {
             db.open_tree(name)
                 .map_err(StoreError::sled("opening a sled tree"))
@@ -129,6 +154,75 @@ impl Trees {
             db,
         })
     }
+}
+
+/// The file, beside sled's own in the data directory, where the Raft task records the
+/// hard state it last knew to be flushed (at log compaction and at shutdown). sled
+/// recovers a truncated file to an older consistent state without an error; this
+/// record is how the next start finds out it went backwards.
+pub(crate) const DURABLE_RECORD: &str = "skiff-durable";
+
+/// Writes the record of a flushed hard state (term and commit only ever grow).
+pub(crate) fn record_durable(dir: &Path, hard_state: &HardState) -> std::io::Result<()> {
+    use std::io::Write;
+    let temp = dir.join(format!("{DURABLE_RECORD}.tmp"));
+    let mut file = std::fs::File::create(&temp)?;
+    writeln!(
+        file,
+        "skiff-store flushed state v1\nterm {}\ncommit {}",
+        hard_state.term, hard_state.commit
+    )?;
+    file.sync_all()?;
+    std::fs::rename(&temp, dir.join(DURABLE_RECORD))
+}
+
+/// Compares what sled holds with the last record of a flushed state: a term or a
+/// commit index below it means the files were truncated, lost or replaced by an
+/// older copy, and a member that forgot its vote or its log must not rejoin.
+pub(crate) fn check_durable(trees: &Trees, dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(DURABLE_RECORD);
+    let damaged = |problem: String| StoreError::Damaged {
+        dir: dir.display().to_string(),
+        problem,
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(damaged(format!("reading {}: {error}", path.display()))),
+    };
+    let field = |name: &str| -> Result<u64, StoreError> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .ok_or_else(|| damaged(format!("{} has no valid {name:?} line", path.display())))
+    };
+    let (term, commit) = (field("term")?, field("commit")?);
+    let hard_state: HardState = match trees
+        .raft_state
+        .get(HARD_STATE)
+        .map_err(StoreError::sled("reading raft state"))?
+    {
+        Some(bytes) => crate::raft_log::decode("raft hard state", &bytes)?,
+        None => {
+            return Err(damaged(format!(
+                "it holds no raft state, but {} says term {term} and entries through \
+                 {commit} were flushed: the store's files were lost or replaced",
+                path.display()
+            )));
+        }
+    };
+    let applied = read_u64(&trees.meta, APPLIED_INDEX, 0)?;
+    let held = hard_state.commit.max(applied);
+    if hard_state.term < term || held < commit {
+        return Err(damaged(format!(
+            "it holds term {} and entries through {held}, but term {term} and entries \
+             through {commit} had been flushed (recorded in {}): the store's files were \
+             truncated or replaced by an older copy",
+            hard_state.term,
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Reads a big-endian integer stored under `key`, or `default` if it was never written.

@@ -15,6 +15,11 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
+    /// The data directory could not be opened as a store, or what it holds does not
+    /// add up (a truncated log, entries that do not decode, ...): found at start, so
+    /// the member refuses to run rather than serve or replicate damaged state.
+    #[error("the data directory {dir} is damaged: {problem}")]
+    Damaged { dir: String, problem: String },
     /// The Raft library refused an operation.
     #[error("raft failed while {context}")]
     Raft {
@@ -28,6 +33,15 @@ pub enum StoreError {
     /// The transaction itself is malformed (empty key, the same key twice, ...).
     #[error("invalid transaction: {0}")]
     InvalidTxn(String),
+    /// A key, a value or a whole transaction is above the store's limits
+    /// ([`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES),
+    /// [`MAX_TXN_BYTES`](crate::MAX_TXN_BYTES)); refused before it reaches the log.
+    #[error("{what} is {size} bytes, above the limit of {limit} bytes")]
+    TooLarge {
+        what: String,
+        size: usize,
+        limit: usize,
+    },
     /// The history needed to answer starts after `requested`: the caller must
     /// list again and watch from the revision of that list.
     #[error("revision {requested} has been compacted (history kept after revision {compacted})")]

@@ -97,6 +97,15 @@ mod types;
 mod watch;
 
 pub use config::StoreConfig;
+
+/// The longest key a transaction may name, in bytes (Kubernetes keys stay far below).
+pub const MAX_KEY_BYTES: usize = 4 * 1024;
+/// The largest value a put may write: etcd's default request limit (1.5 MiB), so
+/// what etcd takes, this store takes.
+pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
+/// The most key and value bytes one transaction may carry in all: room for a
+/// largest value both compared and written.
+pub const MAX_TXN_BYTES: usize = 2 * MAX_VALUE_BYTES + 4 * MAX_KEY_BYTES;
 pub use error::StoreError;
 pub use net::{TcpTransport, serve_peers};
 pub use store::{ReadConsistency, Store};

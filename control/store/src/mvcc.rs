@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use crate::codec::KvRecord;
 use crate::{
-    CompareTarget, EventKind, KeyValue, Op, OpResult, Revision, StoreError, Txn, TxnResponse,
-    WatchEvent,
+    CompareTarget, EventKind, KeyValue, MAX_KEY_BYTES, MAX_TXN_BYTES, MAX_VALUE_BYTES, Op,
+    OpResult, Revision, StoreError, Txn, TxnResponse, WatchEvent,
 };
 
 /// Read and write access to the latest state of each key.
@@ -25,11 +25,13 @@ pub(crate) struct Execution {
 }
 
 /// Rejects transactions etcd would reject, before they reach the Raft log: empty keys,
-/// and one key written twice in a branch (which would make its events ambiguous).
+/// one key written twice in a branch (which would make its events ambiguous), and
+/// keys, values or transactions above the size limits.
 pub(crate) fn validate(txn: &Txn) -> Result<(), StoreError> {
     if txn.compare.iter().any(|c| c.key.is_empty()) {
         return Err(StoreError::InvalidTxn("a compare has an empty key".into()));
     }
+    check_sizes(txn)?;
     for (branch, ops) in [("success", &txn.success), ("failure", &txn.failure)] {
         let mut seen = HashSet::new();
         for op in ops {
@@ -45,6 +47,57 @@ pub(crate) fn validate(txn: &Txn) -> Result<(), StoreError> {
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+fn too_large(what: String, size: usize, limit: usize) -> StoreError {
+    StoreError::TooLarge { what, size, limit }
+}
+
+/// Every key at most [`MAX_KEY_BYTES`], every value at most [`MAX_VALUE_BYTES`], and the
+/// keys and values of the whole transaction together at most [`MAX_TXN_BYTES`].
+fn check_sizes(txn: &Txn) -> Result<(), StoreError> {
+    let mut total = 0usize;
+    let key = |key: &str| {
+        if key.len() > MAX_KEY_BYTES {
+            let shown: String = key.chars().take(64).collect();
+            return Err(too_large(
+                format!("key {shown:?}…"),
+                key.len(),
+                MAX_KEY_BYTES,
+            ));
+        }
+        Ok(key.len())
+    };
+    let value = |key: &str, value: &[u8]| {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(too_large(
+                format!("the value of key {key:?}"),
+                value.len(),
+                MAX_VALUE_BYTES,
+            ));
+        }
+        Ok(value.len())
+    };
+    for compare in &txn.compare {
+        total += key(&compare.key)?;
+        if let CompareTarget::Value(expected) = &compare.target {
+            total += value(&compare.key, expected)?;
+        }
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        total += key(op.key())?;
+        if let Op::Put { key, value: bytes } = op {
+            total += value(key, bytes)?;
+        }
+    }
+    if total > MAX_TXN_BYTES {
+        return Err(too_large(
+            "the transaction's keys and values".into(),
+            total,
+            MAX_TXN_BYTES,
+        ));
     }
     Ok(())
 }
@@ -225,5 +278,39 @@ mod tests {
         assert!(validate(&Txn::ops(vec![Op::put("", "x")])).is_err());
         assert!(validate(&Txn::ops(vec![Op::put("/a", "x"), Op::delete("/a")])).is_err());
         assert!(validate(&Txn::ops(vec![Op::put("/a", "x"), Op::delete("/b")])).is_ok());
+    }
+
+    #[test]
+    fn validate_rejects_oversized_keys_values_and_transactions() {
+        let long_key = "k".repeat(MAX_KEY_BYTES + 1);
+        let err = validate(&Txn::ops(vec![Op::delete(long_key)])).unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooLarge { size, limit, .. }
+                if size == MAX_KEY_BYTES + 1 && limit == MAX_KEY_BYTES),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("key \"kkk"), "{err}");
+        let big = vec![b'v'; MAX_VALUE_BYTES + 1];
+        let err = validate(&Txn::ops(vec![Op::put("/a", big)])).unwrap_err();
+        assert!(err.to_string().contains("the value of key \"/a\""), "{err}");
+        // At the limit, a value compared and written passes; three such puts are too
+        // much together.
+        let max = vec![b'v'; MAX_VALUE_BYTES];
+        let replace = Txn {
+            compare: vec![crate::Compare {
+                key: "/a".into(),
+                target: CompareTarget::Value(max.clone()),
+            }],
+            success: vec![Op::put("/a", max.clone())],
+            failure: vec![],
+        };
+        assert!(validate(&replace).is_ok());
+        let err = validate(&Txn::ops(vec![
+            Op::put("/a", max.clone()),
+            Op::put("/b", max.clone()),
+            Op::put("/c", max.clone()),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("transaction"), "{err}");
     }
 }

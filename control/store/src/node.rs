@@ -63,6 +63,8 @@ pub(crate) struct RaftNode {
     ticks: u64,
     heartbeat_ticks: u64,
     pub log_compaction_entries: u64,
+    /// Where [`crate::disk::record_durable`] writes.
+    pub data_dir: std::path::PathBuf,
     /// A failpoint fired: the task stops where it is, as a crashed process would.
     pub crashed: bool,
     /// Failpoints fire only once the node runs (not while `start` replays the log).
@@ -81,6 +83,12 @@ impl RaftNode {
         transport: Arc<dyn Transport>,
     ) -> Result<RaftNode, StoreError> {
         let mut storage = RaftLog::open(&shared.trees, &config.members)?;
+        storage
+            .check(state.index)
+            .map_err(|problem| StoreError::Damaged {
+                dir: config.data_dir.display().to_string(),
+                problem,
+            })?;
         // The apply step runs before the `Ready`'s hard state is written, so a crash in
         // between (or sled persisting the apply transaction first) leaves a commit index
         // below the applied index. What was applied was committed: raise it.
@@ -126,6 +134,7 @@ impl RaftNode {
             ticks: 0,
             heartbeat_ticks: config.heartbeat_ticks as u64,
             log_compaction_entries: config.log_compaction_entries,
+            data_dir: config.data_dir.clone(),
             crashed: false,
             running: false,
             #[cfg(any(test, feature = "sim"))]
@@ -327,6 +336,14 @@ impl RaftNode {
         }
     }
 
+    /// Records the hard state as flushed; call only right after a flush.
+    pub fn record_durable(&self) {
+        let hard_state = self.raw.store().hard_state();
+        if let Err(error) = crate::disk::record_durable(&self.data_dir, hard_state) {
+            tracing::warn!(%error, "recording the flushed raft state failed");
+        }
+    }
+
     async fn stop(mut self, mut inputs: mpsc::Receiver<Input>) {
         inputs.close();
         while let Ok(input) = inputs.try_recv() {
@@ -358,6 +375,8 @@ impl RaftNode {
         }
         if let Err(error) = self.shared.trees.db.flush_async().await {
             tracing::error!(%error, "flushing the store on shutdown failed");
+        } else {
+            self.record_durable();
         }
         tracing::info!(
             applied_index = self.machine.applied_index(),

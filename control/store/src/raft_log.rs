@@ -129,6 +129,70 @@ impl RaftLog {
         Ok(())
     }
 
+    /// Checks at start that the log can be what the hard state and the applied state
+    /// say it is: a marker, then entries at consecutive indexes that decode, with
+    /// terms that never go down, reaching the commit index and the applied index.
+    /// A truncated or damaged log fails here with what is wrong, instead of Raft
+    /// panicking on it later.
+    pub fn check(&self, applied: u64) -> Result<(), String> {
+        let mut expected: Option<u64> = None;
+        let mut last_term = 0;
+        for item in self.log.iter() {
+            let (key, bytes) = item.map_err(|e| format!("reading the raft log: {e}"))?;
+            let index = decode_index(&key).map_err(|e| e.to_string())?;
+            if let Some(expected) = expected
+                && index != expected
+            {
+                return Err(format!(
+                    "the raft log skips from entry {} to entry {index}",
+                    expected - 1
+                ));
+            }
+            let entry: Entry = decode("raft log entry", &bytes)
+                .map_err(|e| format!("raft log entry {index} does not decode: {e}"))?;
+            if entry.index != index {
+                return Err(format!(
+                    "raft log entry stored at {index} says it is entry {}",
+                    entry.index
+                ));
+            }
+            if entry.term < last_term {
+                return Err(format!(
+                    "raft log entry {index} has term {} after term {last_term}",
+                    entry.term
+                ));
+            }
+            last_term = entry.term;
+            expected = Some(index + 1);
+        }
+        let Some(next) = expected else {
+            return Err("the raft log is empty (no marker entry)".into());
+        };
+        let last = next - 1;
+        let marker = self.first_key().map_err(|e| e.to_string())?.unwrap_or(0);
+        let commit = self.hard_state.commit;
+        if commit > last {
+            return Err(format!(
+                "the hard state says entries up to {commit} are committed but the raft \
+                 log ends at {last}: the log was truncated"
+            ));
+        }
+        if applied > last {
+            return Err(format!(
+                "entries up to {applied} were applied but the raft log ends at {last}: \
+                 the log was truncated"
+            ));
+        }
+        // Marker 1 is the bootstrap marker (the empty store), which applied 0 matches.
+        if applied < marker && marker > 1 {
+            return Err(format!(
+                "entries up to {applied} were applied but the raft log starts after \
+                 {marker}: the applied state is older than the log"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn set_commit(&mut self, commit: u64) -> Result<(), StoreError> {
         let mut hard_state = self.hard_state.clone();
         hard_state.commit = commit;

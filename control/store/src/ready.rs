@@ -108,6 +108,7 @@ impl RaftNode {
         if applied >= first + self.log_compaction_entries {
             // The applied state must be on disk before the log that rebuilds it goes.
             self.flush();
+            self.record_durable();
             if let Err(error) = self.raw.mut_store().compact(applied) {
                 fatal("compacting the raft log", &error);
             }

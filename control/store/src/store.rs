@@ -82,6 +82,7 @@ impl Store {
     ) -> Result<Store, StoreError> {
         config.validate()?;
         let trees = Trees::open(&config.data_dir)?;
+        disk::check_durable(&trees, &config.data_dir)?;
         disk::bootstrap(&trees, &config)?;
         let state = AppliedState::load(&trees.meta)?;
         let members = disk::load_members(&trees.meta)?;

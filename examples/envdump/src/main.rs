@@ -6,6 +6,9 @@
 //! - `--wait-for PATH`: wait until PATH exists (written by another container);
 //! - `--alloc-mib N`: allocate and touch N MiB, one MiB at a time (memory limits);
 //! - `--exit N`: exit at once with code N (an exec probe's verdict);
+//! - `--spin`: burn CPU forever, printing a line now and then (CPU limits);
+//! - `--fill DIR`: write 64 KiB files into DIR until a write fails (volume size limits);
+//! - `--read PATH`: try to read PATH and say whether it worked (files outside the volumes);
 //! - `--sleep`: after printing, stay up forever (a long-running container).
 
 use std::path::Path;
@@ -54,6 +57,22 @@ fn main() {
                 };
                 std::process::exit(code);
             }
+            "--spin" => spin(),
+            "--fill" => {
+                let Some(dir) = rest.next() else {
+                    fail("--fill needs DIR");
+                };
+                fill(Path::new(dir));
+            }
+            "--read" => {
+                let Some(path) = rest.next() else {
+                    fail("--read needs PATH");
+                };
+                match std::fs::read(path) {
+                    Ok(bytes) => println!("read {path}: {} bytes", bytes.len()),
+                    Err(error) => println!("cannot read {path}: {error}"),
+                }
+            }
             "--sleep" => sleep = true,
             dir => dirs.push(dir.to_string()),
         }
@@ -74,6 +93,37 @@ fn main() {
     while sleep {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// Never returns: a busy loop that reports its progress every 2^28 rounds.
+fn spin() -> ! {
+    let mut x: u64 = 1;
+    let mut rounds: u64 = 0;
+    loop {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rounds += 1;
+        if rounds.trailing_zeros() >= 28 {
+            println!("spinning: {rounds} rounds ({x:x})");
+        }
+    }
+}
+
+/// Writes 64 KiB files into `dir` until a write fails, then says how far it got.
+fn fill(dir: &Path) {
+    let block = vec![0x5a_u8; 64 << 10];
+    let mut written: u64 = 0;
+    for i in 0.. {
+        let path = dir.join(format!("fill-{i}"));
+        if let Err(error) = std::fs::write(&path, &block) {
+            println!("cannot write {}: {error}", path.display());
+            break;
+        }
+        written += block.len() as u64;
+        if i % 160 == 0 {
+            println!("wrote {} MiB", written >> 20);
+        }
+    }
+    println!("filled {written} bytes");
 }
 
 /// Each file under `path` as `file PATH: CONTENT` (newlines shown as `\n`).

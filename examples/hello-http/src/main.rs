@@ -6,8 +6,9 @@
 //!   component for every request, so the answer is always 1: no state leaks from
 //!   one request to the next.
 //! - `GET /trap` panics (a trap): the node answers 500 and keeps serving.
-//! - `GET /outbound` tries to call `http://example.com/`, which the node denies
-//!   (pods get no outbound HTTP yet), and reports the error it got.
+//! - `GET /outbound` calls `$OUTBOUND_URL` (default `http://example.com/`) and
+//!   answers with what it got back. The node denies hosts the pod's
+//!   `skiff.dev/allow-outbound` annotation does not list; the guest reports the error.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,12 +35,18 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
 }
 
 async fn outbound() -> Result<Response<Body>, Error> {
-    let request = Request::get("http://example.com/").body(Body::empty())?;
+    let url = std::env::var("OUTBOUND_URL").unwrap_or_else(|_| "http://example.com/".into());
+    let request = Request::get(url).body(Body::empty())?;
     match Client::new().send(request).await {
-        Ok(response) => text(
-            StatusCode::OK,
-            format!("outbound request answered {}\n", response.status()),
-        ),
+        Ok(response) => {
+            let status = response.status();
+            let mut body = response.into_body();
+            let body = body.str_contents().await?.to_string();
+            text(
+                StatusCode::OK,
+                format!("outbound request answered {status}\n{body}"),
+            )
+        }
         Err(error) => {
             eprintln!("outbound request failed: {error:?}");
             text(

@@ -204,8 +204,11 @@ struct PodDirectory {
     relisted: Option<HashSet<String>>,
     /// Pods this agent deleted, so a late watch event does not bring them back.
     deleted: HashSet<String>,
-    done_tx: mpsc::UnboundedSender<(String, bool)>,
-    done: mpsc::UnboundedReceiver<(String, bool)>,
+    /// Pods this agent evicted: a late watch event from before the eviction must
+    /// not start them again (a deletion still finishes them off).
+    evicted: HashSet<String>,
+    done_tx: mpsc::UnboundedSender<(String, StopReason)>,
+    done: mpsc::UnboundedReceiver<(String, StopReason)>,
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -222,6 +225,7 @@ impl PodDirectory {
             workers: HashMap::new(),
             relisted: None,
             deleted: HashSet::new(),
+            evicted: HashSet::new(),
             done_tx,
             done,
         }
@@ -241,10 +245,12 @@ impl PodDirectory {
                         watching = false;
                     }
                 },
-                Some((uid, deleted)) = self.done.recv() => {
+                Some((uid, reason)) = self.done.recv() => {
                     self.workers.remove(&uid);
-                    if deleted {
-                        self.deleted.insert(uid);
+                    match reason {
+                        StopReason::Deleted => drop(self.deleted.insert(uid)),
+                        StopReason::Evicted => drop(self.evicted.insert(uid)),
+                        StopReason::Vanished | StopReason::Shutdown => {}
                     }
                 }
             }
@@ -259,6 +265,7 @@ impl PodDirectory {
             PodChange::Deleted(pod) => {
                 if let Some(uid) = pod.metadata.uid.as_deref() {
                     self.deleted.remove(uid);
+                    self.evicted.remove(uid);
                     self.send(uid, WorkerCommand::Vanished);
                 }
             }
@@ -276,6 +283,7 @@ impl PodDirectory {
                     self.send(&uid, WorkerCommand::Vanished);
                 }
                 self.deleted.retain(|uid| listed.contains(uid));
+                self.evicted.retain(|uid| listed.contains(uid));
                 // What the driver still holds for pods no longer here can go.
                 let driver = Arc::clone(&self.context.driver);
                 self.tracker
@@ -296,7 +304,8 @@ impl PodDirectory {
             return;
         }
         let deleting = pod.metadata.deletion_timestamp.is_some();
-        if self.deleted.contains(&uid) || (is_terminal(&pod) && !deleting) {
+        let finished = is_terminal(&pod) || self.evicted.contains(&uid);
+        if self.deleted.contains(&uid) || (finished && !deleting) {
             // Finished pods are not run again (e.g. after an agent restart).
             return;
         }
@@ -308,7 +317,7 @@ impl PodDirectory {
         let done = self.done_tx.clone();
         self.tracker.spawn(async move {
             let reason = worker.run().await;
-            let _ = done.send((uid, reason == StopReason::Deleted));
+            let _ = done.send((uid, reason));
         });
     }
 

@@ -2,9 +2,12 @@
 //! pod workers and the agent loop can be tested without a server. The real
 //! implementation, over the `kube` client, is [`KubeCluster`](crate::KubeCluster).
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodStatus, Secret,
+};
 
 /// A change in the set of pods bound to this node, as the watch reports it.
 #[derive(Debug, Clone)]
@@ -95,4 +98,67 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// Creates a core/v1 Event in the event's namespace.
     fn create_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), ClusterError>>;
+
+    /// Reads a PersistentVolumeClaim; `None` when it does not exist. (The default
+    /// says this cluster has no claims, for stand-ins that do not need them.)
+    fn get_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolumeClaim>, ClusterError>> {
+        no_volumes(
+            "reading persistentvolumeclaim",
+            format!("{namespace}/{name}"),
+        )
+    }
+
+    /// Reads a PersistentVolume; `None` when it does not exist.
+    fn get_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolume>, ClusterError>> {
+        no_volumes("reading persistentvolume", name.to_string())
+    }
+
+    /// Creates a PersistentVolume, then merge-patches its `status`; `false` when
+    /// one of that name exists already (nothing is changed then).
+    fn create_volume<'a>(
+        &'a self,
+        volume: &'a PersistentVolume,
+    ) -> BoxFuture<'a, Result<bool, ClusterError>> {
+        no_volumes(
+            "creating persistentvolume",
+            volume.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+
+    /// Merge-patches a claim: `patch` on the object (guarded by the
+    /// `metadata.resourceVersion` it may carry), then `status` on `/status`.
+    fn patch_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        patch: serde_json::Value,
+        status: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        let _ = (patch, status);
+        no_volumes(
+            "binding persistentvolumeclaim",
+            format!("{namespace}/{name}"),
+        )
+    }
+}
+
+fn no_volumes<T: Send + 'static>(
+    action: &'static str,
+    object: String,
+) -> BoxFuture<'static, Result<T, ClusterError>> {
+    async move {
+        Err(ClusterError::Request {
+            action,
+            object,
+            source: "this cluster offers no persistent volumes".into(),
+        })
+    }
+    .boxed()
 }

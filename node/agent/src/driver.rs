@@ -106,6 +106,10 @@ impl ImagePullPolicy {
     }
 }
 
+/// The pod annotation naming the hosts a pod's containers may reach
+/// (`host[:port]`, `*.domain[:port]`, IPs; comma-separated). Unset: none.
+pub const ALLOW_OUTBOUND_ANNOTATION: &str = "skiff.dev/allow-outbound";
+
 /// The pod a container belongs to, as drivers with per-pod sandboxes need it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodSandbox {
@@ -117,6 +121,9 @@ pub struct PodSandbox {
     /// `terminationGracePeriodSeconds` (default 30 s): how long a stopping
     /// process may take after SIGTERM before it is killed.
     pub grace_period: Duration,
+    /// The pod's `skiff.dev/allow-outbound` annotation: the hosts its containers
+    /// may reach (a Wasm driver enforces it; nothing when absent).
+    pub allow_outbound: Option<String>,
 }
 
 /// The grace period when the pod names none.

@@ -4,7 +4,9 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodStatus, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodStatus, Secret,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
@@ -235,6 +237,82 @@ impl Cluster for KubeCluster {
                     "creating event for",
                     event.involved_object.name.clone().unwrap_or_default(),
                 ))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn get_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolumeClaim>, ClusterError>> {
+        async move {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+            api.get_opt(name).await.map_err(failed(
+                "reading persistentvolumeclaim",
+                format!("{namespace}/{name}"),
+            ))
+        }
+        .boxed()
+    }
+
+    fn get_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolume>, ClusterError>> {
+        async move {
+            let api: Api<PersistentVolume> = Api::all(self.client.clone());
+            api.get_opt(name)
+                .await
+                .map_err(failed("reading persistentvolume", name))
+        }
+        .boxed()
+    }
+
+    fn create_volume<'a>(
+        &'a self,
+        volume: &'a PersistentVolume,
+    ) -> BoxFuture<'a, Result<bool, ClusterError>> {
+        async move {
+            let api: Api<PersistentVolume> = Api::all(self.client.clone());
+            let name = volume.metadata.name.clone().unwrap_or_default();
+            match api.create(&PostParams::default(), volume).await {
+                Ok(_) => {}
+                Err(error) if is_api_error(&error, kube::core::Status::is_already_exists) => {
+                    return Ok(false);
+                }
+                Err(error) => return Err(failed("creating persistentvolume", name)(error)),
+            }
+            let status = json!({ "status": volume.status });
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                .await
+                .map_err(failed("writing status of persistentvolume", name))?;
+            Ok(true)
+        }
+        .boxed()
+    }
+
+    fn patch_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        patch: serde_json::Value,
+        status: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+            let object = format!("{namespace}/{name}");
+            api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(failed("binding persistentvolumeclaim", object.clone()))?;
+            api.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+            .map_err(failed("writing status of persistentvolumeclaim", object))?;
             Ok(())
         }
         .boxed()

@@ -46,6 +46,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod claims;
 pub mod cluster;
 pub mod config;
 pub mod container;

@@ -4,8 +4,8 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use skiff_wasm::{
-    Credentials, Exit, Meter, Mount, Process, Program, PullOptions, PullPolicy, RunExtras, Sandbox,
-    WasmRuntime,
+    ALLOW_OUTBOUND_ANNOTATION, Credentials, Egress, Exit, Meter, Mount, Process, Program,
+    PullOptions, PullPolicy, RunExtras, Sandbox, WasmRuntime,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
     ContainerDriver, ContainerTemplate, ContainerUsage, ExecSpec, ExitStatus, ImagePullPolicy,
-    PortSpec, PortsReport, PrepareError, PreparedImage, ProcessSpec, PullRequest, RunError,
-    ServedPort, error_chain,
+    PortSpec, PortsReport, PrepareError, PreparedImage, ProcessContext, ProcessSpec, PullRequest,
+    RunError, ServedPort, error_chain,
 };
 
 /// The runtime's pull options for a request: the policy, and the credentials of
@@ -84,6 +84,17 @@ fn served(ports: &[PortSpec], listeners: &[TcpListener]) -> Vec<ServedPort> {
         .collect()
 }
 
+/// The pod's outbound allow-list; a value that does not parse fails the start
+/// with a message naming the annotation and the entry.
+fn egress_of(context: Option<&ProcessContext>) -> Result<Egress, RunError> {
+    let Some(text) = context.and_then(|c| c.pod.allow_outbound.as_deref()) else {
+        return Ok(Egress::default());
+    };
+    Egress::parse(text).map_err(|error| RunError {
+        source: format!("metadata.annotations[{ALLOW_OUTBOUND_ANNOTATION}]: {error}").into(),
+    })
+}
+
 impl ContainerDriver for WasmRuntime {
     fn prepare<'a>(
         &'a self,
@@ -121,7 +132,7 @@ impl ContainerDriver for WasmRuntime {
         async move {
             let program = program_of(image)?;
             let meter = meter_of(self, &process);
-            let (process, ports, ports_report) = wasm_process(process);
+            let (process, ports, ports_report) = wasm_process(process)?;
             let exit = if program.kind() == ProgramKind::HttpProxy {
                 let listeners = bind(&ports).await?;
                 if let Some(report) = ports_report {
@@ -168,7 +179,7 @@ impl ContainerDriver for WasmRuntime {
             } = exec;
             let process = container.process(args, stdout, stderr);
             let meter = meter_of(self, &process);
-            let (process, _, _) = wasm_process(process);
+            let (process, _, _) = wasm_process(process)?;
             let extras = RunExtras { stdin, meter };
             exit_status(WasmRuntime::run_with(self, program, process, extras, cancel).await)
         }
@@ -212,7 +223,9 @@ fn meter_of(runtime: &WasmRuntime, process: &ProcessSpec) -> Option<Meter> {
 }
 
 /// The runtime's process for a driver process, and the ports it should serve.
-fn wasm_process(process: ProcessSpec) -> (Process, Vec<PortSpec>, Option<PortsReport>) {
+fn wasm_process(
+    process: ProcessSpec,
+) -> Result<(Process, Vec<PortSpec>, Option<PortsReport>), RunError> {
     let ProcessSpec {
         args,
         env,
@@ -223,8 +236,9 @@ fn wasm_process(process: ProcessSpec) -> (Process, Vec<PortSpec>, Option<PortsRe
         mounts,
         working_dir,
         limits,
-        context: _,
+        context,
     } = process;
+    let egress = egress_of(context.as_ref())?;
     let process = Process {
         args,
         env,
@@ -241,9 +255,15 @@ fn wasm_process(process: ProcessSpec) -> (Process, Vec<PortSpec>, Option<PortsRe
                 .collect(),
             working_dir,
             memory_limit: limits.memory_bytes,
+            // Rounded up, so a tiny limit still lets the guest run (1m at least).
+            cpu_millicores: limits
+                .cpu_cores
+                .filter(|cores| cores.is_finite() && *cores >= 0.0)
+                .map(|cores| (cores * 1000.0).ceil() as u64),
+            egress,
         },
     };
-    (process, ports, ports_report)
+    Ok((process, ports, ports_report))
 }
 
 fn exit_status(exit: Result<Exit, skiff_wasm::RunError>) -> Result<ExitStatus, RunError> {

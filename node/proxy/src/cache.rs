@@ -1,6 +1,6 @@
 //! Watch-fed caches of the objects the gateway routes by: Services,
-//! EndpointSlices, Ingresses, Nodes, Deployments, NetworkPolicies, Pods and
-//! Namespaces (kube-runtime reflectors). Every
+//! EndpointSlices, Ingresses, Nodes, Deployments, NetworkPolicies, Pods,
+//! Namespaces and Secrets (kube-runtime reflectors). Every
 //! change bumps a counter on a `watch` channel, so the NodePort listeners
 //! know when to look again.
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::Api;
@@ -33,6 +33,8 @@ pub struct Caches {
     pub policies: Store<NetworkPolicy>,
     pub pods: Store<Pod>,
     pub namespaces: Store<Namespace>,
+    /// For Ingress TLS: certificates and keys.
+    pub secrets: Store<Secret>,
     changed: watch::Receiver<u64>,
 }
 
@@ -50,6 +52,7 @@ impl Caches {
             policies: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             pods: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             namespaces: reflect(Api::all(client.clone()), tasks, cancel, &tx),
+            secrets: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             changed,
         }
     }
@@ -69,6 +72,7 @@ impl Caches {
             && ready(&self.policies).await
             && ready(&self.pods).await
             && ready(&self.namespaces).await
+            && ready(&self.secrets).await
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
@@ -106,6 +110,10 @@ impl Caches {
 
     pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.namespaces.get(&ObjectRef::new(name))
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.secrets.get(&ObjectRef::new(name).within(namespace))
     }
 
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {

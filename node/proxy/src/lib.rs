@@ -17,6 +17,9 @@
 //! an endpoint is Ready; `skiff.dev/target-concurrency` scales them on
 //! in-flight requests per pod ([`policy`], [`scaler`]).
 //!
+//! The same port speaks TLS to clients that start a handshake, with the
+//! certificate of the Ingress `spec.tls` entry for the SNI name ([`tls`]).
+//!
 //! NodePort Services get a raw TCP listener per port ([`nodeport`]). The
 //! gateway's own endpoints live under `/_skiff/` on every host:
 //! `/_skiff/metrics` (Prometheus text) and `/_skiff/healthz`.
@@ -50,6 +53,7 @@ pub mod policy;
 mod publish;
 pub mod route;
 pub mod scaler;
+pub mod tls;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -70,9 +74,15 @@ pub use upstream::GATEWAY_ANNOTATION;
 pub enum GatewayError {
     #[error("invalid gateway configuration")]
     Config(#[from] ConfigError),
+    #[error("setting up TLS")]
+    Tls(#[source] tokio_rustls::rustls::Error),
     #[error("reading the gateway's listen address")]
     Listener(#[source] std::io::Error),
 }
+
+/// How long a new connection may take to send its first byte, and a TLS
+/// client its handshake.
+const FIRST_BYTE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long open connections get to finish after `cancel` fires.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -90,6 +100,7 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let caches = cache::Caches::start(&client, &tasks, &cancel);
     let scaler = Arc::new(scaler::Scaler::new(client.clone(), caches.clone()));
+    let caches_for_tls = caches.clone();
     tasks.spawn(Arc::clone(&scaler).run(cancel.clone()));
     let gateway = Arc::new(Gateway {
         resolver: upstream::Resolver {
@@ -117,6 +128,9 @@ pub async fn run(
     ));
     tracing::info!(%address, "gateway listening");
 
+    let tls = tls::server_config(caches_for_tls)
+        .map(tokio_rustls::TlsAcceptor::from)
+        .map_err(GatewayError::Tls)?;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
@@ -134,11 +148,35 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let gateway = Arc::clone(&gateway);
-        let service = service_fn(move |request| Arc::clone(&gateway).handle(request, peer));
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let service = service_fn(move |request| Arc::clone(&gateway).handle(request, peer));
+            // One port for both: a TLS handshake starts with its record type.
+            let mut first = [0u8; 1];
+            let served = match tokio::time::timeout(FIRST_BYTE, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if first[0] == tls::HANDSHAKE => {
+                    match tokio::time::timeout(FIRST_BYTE, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection =
+                                builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                Ok(Ok(_)) => {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                _ => return,
+            };
+            if let Err(err) = served {
                 tracing::debug!(%peer, %err, "gateway connection ended with an error");
             }
         });

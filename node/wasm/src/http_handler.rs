@@ -90,9 +90,10 @@ impl Handler {
                 );
             }
         };
-        let outbound = OutboundPolicy::deny_all(Some(parts.stderr.clone()));
+        let outbound =
+            OutboundPolicy::new(Some(parts.stderr.clone()), parts.sandbox.egress.clone());
         let state = ComponentState::new(wasi, parts.limits.store_limits(), outbound);
-        let mut store = new_store(&parts.engine, state);
+        let mut store = new_store(&parts.engine, state, parts.limits.cpu.as_ref());
         let (sender, receiver) = oneshot::channel();
         let resources = store
             .data_mut()

@@ -52,6 +52,8 @@
 
 mod artifact;
 mod config;
+mod cpu;
+mod egress;
 mod epoch;
 mod error;
 mod fetch;
@@ -66,6 +68,7 @@ mod run;
 mod runtime;
 
 pub use config::RuntimeConfig;
+pub use egress::{ALLOW_OUTBOUND_ANNOTATION, Egress, EgressError};
 pub use error::{BoxError, FetchError, PrepareError, RunError, RuntimeError};
 pub use http::HttpService;
 pub use meter::{Meter, MeterBook, Usage};

@@ -2,6 +2,7 @@
 //! was granted.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -9,6 +10,8 @@ use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, 
 use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+use crate::cpu::CpuShare;
+use crate::egress::Egress;
 use crate::error::RunError;
 use crate::http_outbound::OutboundPolicy;
 use crate::meter::Meter;
@@ -44,6 +47,13 @@ pub struct Sandbox {
     /// `RuntimeConfig::max_memory_bytes`). Growing past it ends the run with
     /// [`Exit::OutOfMemory`].
     pub memory_limit: Option<u64>,
+    /// Share of one core's time the guest may use, in millicores
+    /// (`resources.limits.cpu`); `None` or 1000 and more do not limit. Every
+    /// instance of one run or one served container draws on the same share.
+    pub cpu_millicores: Option<u64>,
+    /// The hosts the guest may reach over wasi-http and wasi-sockets (TCP);
+    /// the default reaches nothing.
+    pub egress: Egress,
 }
 
 /// One host directory the guest sees at `guest_path`.
@@ -84,10 +94,13 @@ pub(crate) struct RunLimits {
     pub(crate) max_memory_bytes: usize,
     /// Where the instances' memory is counted, when the caller meters the run.
     pub(crate) meter: Option<Meter>,
+    /// How often the epoch advances: the longest a guest runs between two CPU charges.
+    pub(crate) epoch_tick: Duration,
+    pub(crate) cpu: Option<CpuShare>,
 }
 
 impl RunLimits {
-    /// The node's limits, tightened by the process's own memory limit.
+    /// The node's limits, tightened by the process's own memory and CPU limits.
     pub(crate) fn for_sandbox(&self, sandbox: &Sandbox) -> RunLimits {
         let own = sandbox
             .memory_limit
@@ -96,6 +109,8 @@ impl RunLimits {
         RunLimits {
             max_memory_bytes: self.max_memory_bytes.min(own),
             meter: self.meter.clone(),
+            epoch_tick: self.epoch_tick,
+            cpu: CpuShare::new(sandbox.cpu_millicores, self.epoch_tick),
         }
     }
 
@@ -210,6 +225,7 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) -> Result<Exit, RunError> {
     let limits = limits.for_sandbox(&process.sandbox);
+    let egress = process.sandbox.egress.clone();
     let wasi = wasi_builder(process, stdin).map_err(|source| RunError::Sandbox {
         digest: program.digest().to_owned(),
         source: boxed(source),
@@ -220,9 +236,12 @@ pub(crate) async fn run(
         match program.pre() {
             Pre::Component(pre) => {
                 let mut wasi = wasi;
-                let state =
-                    ComponentState::new(wasi.build(), store_limits, OutboundPolicy::deny_all(None));
-                let mut store = new_store(engine, state);
+                let state = ComponentState::new(
+                    wasi.build(),
+                    store_limits,
+                    OutboundPolicy::new(None, egress),
+                );
+                let mut store = new_store(engine, state, limits.cpu.as_ref());
                 let command = match pre.instantiate_async(&mut store).await {
                     Ok(command) => command,
                     Err(error) => {
@@ -248,7 +267,7 @@ pub(crate) async fn run(
                     wasi: wasi.build_p1(),
                     limits: store_limits,
                 };
-                let mut store = new_store(engine, state);
+                let mut store = new_store(engine, state, limits.cpu.as_ref());
                 let instance = match pre.instantiate_async(&mut store).await {
                     Ok(instance) => instance,
                     Err(error) => {
@@ -319,6 +338,8 @@ pub(crate) fn base_wasi_builder(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    // TCP to the pod's declared hosts only.
+    sandbox.egress.grant_sockets(&mut builder);
     for mount in &sandbox.mounts {
         let perms = if mount.read_only {
             FsPerms::ReadOnly
@@ -361,11 +382,16 @@ impl Limited for ModuleState {
     }
 }
 
-pub(crate) fn new_store<T: Limited>(engine: &Engine, state: T) -> Store<T> {
+/// A store that yields at every epoch tick and, under a CPU limit, pauses as long
+/// as its container's share says.
+pub(crate) fn new_store<T: Limited>(engine: &Engine, state: T, cpu: Option<&CpuShare>) -> Store<T> {
     let mut store = Store::new(engine, state);
     store.limiter(|state| -> &mut dyn ResourceLimiter { state.limits() });
     store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
+    match cpu {
+        Some(share) => share.install(&mut store),
+        None => store.epoch_deadline_async_yield_and_update(1),
+    }
     store
 }
 

@@ -370,6 +370,8 @@ impl WasmRuntime {
             max_memory_bytes: usize::try_from(self.inner.config.max_memory_bytes)
                 .unwrap_or(usize::MAX),
             meter: None,
+            epoch_tick: self.inner.config.epoch_tick,
+            cpu: None,
         }
     }
 

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use skiff_wasm::{Exit, HttpService, ProgramKind, RunError, RuntimeConfig, WasmRuntime};
+use skiff_wasm::{Egress, Exit, HttpService, ProgramKind, RunError, RuntimeConfig, WasmRuntime};
 use support::{Captured, PATIENCE, captured_process, image, runtime};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -31,6 +31,10 @@ struct Served {
 }
 
 async fn serve_hello() -> Served {
+    serve_hello_with(&[], Egress::default()).await
+}
+
+async fn serve_hello_with(env: &[(&str, &str)], egress: Egress) -> Served {
     let cache = tempfile::tempdir().unwrap();
     // Room for every concurrent request of the tests: a full instance pool
     // answers 503.
@@ -42,7 +46,10 @@ async fn serve_hello() -> Served {
     .unwrap();
     let program = runtime.prepare(&image("hello-http")).await.unwrap();
     assert_eq!(program.kind(), ProgramKind::HttpProxy);
-    let (process, out, err) = captured_process(&["hello-http"], &[("POD_NAME", "web-1")]);
+    let mut vars = vec![("POD_NAME", "web-1")];
+    vars.extend_from_slice(env);
+    let (mut process, out, err) = captured_process(&["hello-http"], &vars);
+    process.sandbox.egress = egress;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
@@ -152,7 +159,58 @@ async fn outbound_requests_are_denied() {
     assert!(body.starts_with("outbound request failed"), "{body}");
     served
         .err
-        .wait_for("skiff: outbound HTTP request (GET example.com) denied")
+        .wait_for("skiff: outbound HTTP request (GET example.com:80) denied")
+        .await;
+    served.stop().await;
+}
+
+/// A plain HTTP server on loopback that answers every request with `body`.
+async fn upstream(body: &'static str) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn outbound_requests_reach_only_the_hosts_the_pod_allows() {
+    let allowed = upstream("from the allowed upstream\n").await;
+    let other = upstream("from another upstream\n").await;
+    let url = format!("http://{allowed}/");
+    let egress = Egress::parse(&format!("{allowed}, example.org:443")).unwrap();
+    let served = serve_hello_with(&[("OUTBOUND_URL", &url)], egress.clone()).await;
+    let (status, body) = served.get("/outbound").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        "outbound request answered 200 OK\nfrom the allowed upstream\n"
+    );
+    served.stop().await;
+
+    // The same list does not open another port on the same host.
+    let url = format!("http://{other}/");
+    let mut served = serve_hello_with(&[("OUTBOUND_URL", &url)], egress).await;
+    let (status, body) = served.get("/outbound").await;
+    assert_eq!(status, 502, "{body}");
+    served
+        .err
+        .wait_for(&format!(
+            "skiff: outbound HTTP request (GET 127.0.0.1:{}) denied",
+            other.port()
+        ))
         .await;
     served.stop().await;
 }

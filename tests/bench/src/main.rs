@@ -36,6 +36,9 @@ enum Bench {
     PodStart(pod_start::Options),
     /// etcd 3.4 vs skiff-store: puts, linearizable gets and watch latency.
     Store(store::Options),
+    /// One skiff-store member process, started by `store` (not for direct use).
+    #[command(hide = true)]
+    StoreMember(store::MemberOptions),
 }
 
 #[tokio::main]
@@ -44,6 +47,7 @@ async fn main() -> Result<()> {
     let comparisons = match cli.bench {
         Bench::PodStart(options) => pod_start::run(options).await?,
         Bench::Store(options) => store::run(options).await?,
+        Bench::StoreMember(options) => return store::run_member(options).await,
     };
     report::finish(&comparisons);
     Ok(())

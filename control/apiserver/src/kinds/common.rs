@@ -37,6 +37,7 @@ pub fn base(
         defaults: |_| {},
         validate: validate_name,
         table,
+        custom: None,
     }
 }
 

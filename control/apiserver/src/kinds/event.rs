@@ -55,6 +55,7 @@ pub fn resource() -> Resource {
             columns: COLUMNS,
             cells,
         },
+        custom: None,
     }
 }
 

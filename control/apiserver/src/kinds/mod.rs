@@ -4,6 +4,7 @@ pub mod allocate;
 pub mod common;
 pub mod configmap;
 pub mod controllerrevision;
+pub mod crd;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

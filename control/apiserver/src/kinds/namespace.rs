@@ -36,6 +36,7 @@ pub fn resource() -> Resource {
             columns: COLUMNS,
             cells,
         },
+        custom: None,
     }
 }
 

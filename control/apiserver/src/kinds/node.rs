@@ -43,6 +43,7 @@ pub fn resource() -> Resource {
             columns: COLUMNS,
             cells,
         },
+        custom: None,
     }
 }
 

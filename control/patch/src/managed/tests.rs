@@ -122,7 +122,8 @@ fn another_managers_field_conflicts_unless_forced() {
         vec![Conflict {
             manager: "kubectl-scale".into(),
             api_version: "apps/v1".into(),
-            field: ".spec.replicas".into()
+            field: ".spec.replicas".into(),
+            path: vec!["f:spec".into(), "f:replicas".into()],
         }]
     );
     // The same value is shared ownership, not a conflict.
@@ -265,4 +266,33 @@ fn status_writes_only_touch_status_fields() {
             .field_paths()
             .contains(&".spec.replicas".to_string())
     );
+}
+
+#[test]
+fn value_at_follows_fields_keys_and_values() {
+    let object = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "name": "web"}],
+        "finalizers": ["a", "b"], "items": [1, 2]}});
+    let path = |parts: &[&str]| parts.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        value_at(
+            &object,
+            &path(&[
+                "f:spec",
+                "f:ports",
+                r#"k:{"port":80,"protocol":"TCP"}"#,
+                "f:name"
+            ])
+        ),
+        Some(&json!("web"))
+    );
+    assert_eq!(
+        value_at(&object, &path(&["f:spec", "f:finalizers", r#"v:"b""#])),
+        Some(&json!("b"))
+    );
+    assert_eq!(
+        value_at(&object, &path(&["f:spec", "f:items", "i:1"])),
+        Some(&json!(2))
+    );
+    assert_eq!(value_at(&object, &path(&["f:spec", "f:missing"])), None);
+    assert_eq!(value_at(&object, &path(&["f:spec", "k:{bad"])), None);
 }

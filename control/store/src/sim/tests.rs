@@ -446,3 +446,173 @@ mod failpoints {
         cluster.shutdown().await;
     }
 }
+
+/// Watches across leader changes: every committed change reaches every watcher once,
+/// in revision order, from its start revision, while leadership moves (transfers and
+/// an isolated leader) over a lossy, duplicating, reordering network, with log
+/// compaction so an isolated member may catch up from a snapshot.
+mod watches {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use crate::sim::{Cluster, Faults};
+    use crate::{Op, Revision, Store, StoreConfig, Txn};
+
+    fn config() -> StoreConfig {
+        StoreConfig {
+            tick_interval: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(2),
+            log_compaction_entries: 12,
+            ..StoreConfig::default()
+        }
+    }
+
+    /// What one watcher received: (revision, key, value), or the error that ended it.
+    type Seen = Arc<Mutex<Vec<Result<(Revision, String, Vec<u8>), String>>>>;
+
+    fn spawn_watcher(store: &Store, after: Revision) -> Seen {
+        let seen: Seen = Arc::default();
+        let mut watch = store.watch("/w/", after).expect("opening a watch");
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            while let Some(event) = watch.next().await {
+                let entry = event
+                    .map(|e| (e.kv.mod_revision, e.kv.key, e.kv.value))
+                    .map_err(|e| e.to_string());
+                sink.lock().unwrap().push(entry);
+            }
+        });
+        seen
+    }
+
+    fn last_revision(seen: &Seen) -> Revision {
+        match seen.lock().unwrap().last() {
+            Some(Ok((revision, _, _))) => *revision,
+            _ => 0,
+        }
+    }
+
+    async fn scenario(seed: u64) {
+        let faults = Faults {
+            drop: 0.05,
+            duplicate: 0.05,
+            max_delay: Duration::from_millis(20),
+        };
+        let cluster = Cluster::start(3, seed, faults, config()).await.unwrap();
+        let all = cluster.ids.clone();
+        let start = cluster.store(1).unwrap().revision();
+        let mut watchers: Vec<(String, Revision, Seen)> = all
+            .iter()
+            .map(|id| {
+                let store = cluster.store(*id).unwrap();
+                (
+                    format!("member {id} from {start}"),
+                    start,
+                    spawn_watcher(&store, start),
+                )
+            })
+            .collect();
+        let mut acked: Vec<(Revision, String, Vec<u8>)> = Vec::new();
+        let mut leaders = HashSet::new();
+        for i in 0..80u64 {
+            let id = all[(i % 3) as usize];
+            let store = cluster.store(id).unwrap();
+            if let Some(leader) = store.leader() {
+                leaders.insert(leader);
+                match i % 20 {
+                    // Hand leadership to the next member.
+                    5 => {
+                        let to = all[(all.iter().position(|m| *m == leader).unwrap() + 1) % 3];
+                        let _ = cluster.store(leader).unwrap().transfer_leader(to).await;
+                    }
+                    // Cut the leader off; the others elect another.
+                    12 => cluster.network.partition(&[leader], &all),
+                    16 => cluster.network.heal(),
+                    _ => {}
+                }
+            }
+            if i == 40 {
+                // A watcher that starts in the middle replays from history.
+                let from = acked.last().map_or(start, |a| a.0);
+                let store = cluster.store(2).unwrap();
+                watchers.push((
+                    format!("member 2 from {from}"),
+                    from,
+                    spawn_watcher(&store, from),
+                ));
+            }
+            let key = format!("/w/{}", i % 5);
+            let value = format!("v{i}").into_bytes();
+            // An error leaves the outcome unknown: it may or may not be committed.
+            if let Ok(response) = store
+                .txn(Txn::ops(vec![Op::put(key.clone(), value.clone())]))
+                .await
+            {
+                acked.push((response.revision, key, value));
+            }
+        }
+        cluster.network.heal();
+        cluster.network.set_faults(Faults::none());
+        // The final revision, agreed by a linearizable read on every member.
+        let mut last = 0;
+        for id in &all {
+            let store = cluster.store(*id).unwrap();
+            let mut tries = 0;
+            while store.get("/w/0").await.is_err() {
+                tries += 1;
+                assert!(
+                    tries < 20,
+                    "member {id} never answered a read after healing"
+                );
+            }
+            last = last.max(store.revision());
+        }
+        assert!(
+            leaders.len() >= 2,
+            "seed {seed}: leadership never moved ({leaders:?}); the test proves nothing"
+        );
+        assert!(
+            acked.len() >= 15,
+            "seed {seed}: only {} writes acknowledged",
+            acked.len()
+        );
+        for (name, from, seen) in &watchers {
+            let mut waited = 0;
+            while last_revision(seen) < last && waited < 3000 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                waited += 1;
+            }
+            let seen = seen.lock().unwrap().clone();
+            let mut revisions = Vec::new();
+            for entry in &seen {
+                match entry {
+                    Ok((revision, _, _)) => revisions.push(*revision),
+                    Err(error) => panic!("seed {seed}: watcher on {name} failed: {error}"),
+                }
+            }
+            // Every put changes something, so revisions are dense: each one after the
+            // start, once, in order.
+            let want: Vec<Revision> = (from + 1..=last).collect();
+            assert_eq!(revisions, want, "seed {seed}: watcher on {name}");
+            for (revision, key, value) in acked.iter().filter(|a| a.0 > *from) {
+                let event = &seen[(revision - from - 1) as usize];
+                assert_eq!(
+                    event.as_ref().unwrap(),
+                    &(*revision, key.clone(), value.clone()),
+                    "seed {seed}: watcher on {name}, acknowledged write at {revision}"
+                );
+            }
+        }
+        cluster.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_change_reaches_every_watcher_once_in_order_across_leader_changes() {
+        for seed in [1, 2, 3, 4] {
+            scenario(seed).await;
+        }
+    }
+}

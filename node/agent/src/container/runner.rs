@@ -14,6 +14,7 @@ use super::env::{Resolved, resolve};
 use super::machine::{ContainerMachine, Input, Moment, Outcome, Phase};
 use super::probe::{self, Probes, Verdict};
 use super::{limits, ports};
+use crate::claims::LocalPath;
 use crate::cluster::Cluster;
 use crate::driver::{
     ContainerDriver, ContainerTemplate, ImagePullPolicy, MountSpec, PodSandbox, PreparedImage,
@@ -67,6 +68,10 @@ pub struct RunnerContext {
     pub volumes: Arc<PodVolumes>,
     /// The pod as the driver sees it (runtime class, grace period).
     pub sandbox: Arc<PodSandbox>,
+    /// The node's name (provisioned volumes are pinned to it).
+    pub node_name: String,
+    /// The node's data directory (`local-path/` holds provisioned volumes).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// What a container is started with, put together right before each start.
@@ -146,20 +151,35 @@ impl ContainerRunner {
     /// for env) and is tried again shortly.
     async fn configure(&mut self) -> Result<Launch, Input> {
         let pod = Arc::clone(&self.context.pod_object);
-        let claims = Default::default();
+        let cluster = Arc::clone(&self.context.cluster);
+        let pod_volumes = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or_default();
+        let local_path = LocalPath::new(&self.context.node_name, &self.context.data_dir);
+        let claims = match local_path
+            .claim_dirs(cluster.as_ref(), &self.context.pod.namespace, pod_volumes)
+            .await
+        {
+            Ok(claims) => claims,
+            Err(error) => {
+                let message = format!("Unable to attach or mount volumes: {error}");
+                self.event(EventType::Warning, "FailedMount", message.clone())
+                    .await;
+                return Err(Input::ConfigFailed {
+                    reason: "ContainerCreating",
+                    message,
+                });
+            }
+        };
         let facts = PodFacts {
             pod: &pod,
             host_ip: &self.context.host_ip,
             allocatable: self.context.allocatable,
             claims: &claims,
         };
-        let cluster = Arc::clone(&self.context.cluster);
         let mut sources = Sources::new(cluster.as_ref(), &self.context.pod.namespace);
-        let pod_volumes = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_deref())
-            .unwrap_or_default();
         let mounted = match self
             .context
             .volumes

@@ -19,6 +19,10 @@ pub enum StopReason {
     Vanished,
     /// The agent is shutting down; the pod stays as it is in the store.
     Shutdown,
+    /// The pod used more than a limit the node enforces by eviction (an
+    /// emptyDir over its `sizeLimit`): it ends `Failed`, reason `Evicted`, and
+    /// stays in the store for its owner to replace.
+    Evicted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

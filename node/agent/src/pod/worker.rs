@@ -34,6 +34,10 @@ use crate::volumes::PodVolumes;
 /// How long to wait before writing a status again after the write failed.
 const STATUS_RETRY: Duration = Duration::from_secs(2);
 
+/// How often a running pod's emptyDirs with a `sizeLimit` are measured (kubelet's
+/// eviction manager checks every 10 s; a guest writes a lot in 10 s).
+const DISK_CHECK: Duration = Duration::from_secs(1);
+
 /// What every pod worker on the node shares.
 pub struct NodeContext {
     pub node_name: String,
@@ -87,6 +91,10 @@ pub struct PodWorker {
     written: Option<PodStatus>,
     retry_at: Option<Instant>,
     start_time: Timestamp,
+    /// When the emptyDirs are measured next; `None` when none has a `sizeLimit`.
+    disk_check_at: Option<Instant>,
+    /// Why the pod was evicted, once it was.
+    evicted: Option<String>,
 }
 
 fn placeholder(container: &Container, reason: &str) -> ContainerStatus {
@@ -174,6 +182,8 @@ impl PodWorker {
             written: None,
             retry_at: None,
             start_time: Timestamp::now(),
+            disk_check_at: has_size_limit(&spec).then(|| Instant::now() + DISK_CHECK),
+            evicted: None,
             spec,
             object: Arc::new(pod.clone()),
             volumes: Arc::new(PodVolumes::new(&node.data_dir, &identity_uid)),
@@ -227,6 +237,8 @@ impl PodWorker {
         let stopping = matches!(self.stage, Stage::Stopping(_));
         let listening = self.commands_open;
         let retry = self.retry_at;
+        let measuring = matches!(self.stage, Stage::Initializing(_) | Stage::Running);
+        let disk_check = self.disk_check_at.filter(|_| measuring);
         tokio::select! {
             biased;
             _ = self.cancel.cancelled(), if !stopping => Some(StageEvent::StopRequested(StopReason::Shutdown)),
@@ -248,7 +260,34 @@ impl PodWorker {
                 self.retry_at = None;
                 None
             }
+            _ = tokio::time::sleep_until(disk_check.unwrap_or_else(Instant::now)), if disk_check.is_some() => {
+                self.disk_check_at = Some(Instant::now() + DISK_CHECK);
+                self.check_disk_usage().await
+            }
         }
+    }
+
+    /// Evicts the pod when an emptyDir holds more than its `sizeLimit`, with
+    /// kubelet's reason and message.
+    async fn check_disk_usage(&mut self) -> Option<StageEvent> {
+        let volumes = self.spec.volumes.as_deref().unwrap_or_default();
+        let (volume, used, limit) = self.volumes.over_limit(volumes).await.into_iter().next()?;
+        let message = format!(
+            "Usage of EmptyDir volume {volume:?} exceeds the limit \"{}\". (used {used} bytes, limit {limit} bytes)",
+            size_limit_text(volumes, &volume)
+        );
+        tracing::info!(%message, "evicting the pod");
+        self.events
+            .record(
+                crate::events::EventType::Warning,
+                "Evicted",
+                None,
+                message.clone(),
+            )
+            .await;
+        self.evicted = Some(message);
+        self.disk_check_at = None;
+        Some(StageEvent::StopRequested(StopReason::Evicted))
     }
 
     fn apply(&mut self, report: Report) -> Option<StageEvent> {
@@ -329,7 +368,16 @@ impl PodWorker {
                     .termination_grace_period_seconds
                     .and_then(|s| u64::try_from(s).ok())
                     .map_or(DEFAULT_GRACE_PERIOD, Duration::from_secs),
+                allow_outbound: self
+                    .object
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(crate::driver::ALLOW_OUTBOUND_ANNOTATION))
+                    .cloned(),
             }),
+            node_name: self.node.node_name.clone(),
+            data_dir: self.node.data_dir.clone(),
         };
         let span = tracing::info_span!("container", container = %spec.name);
         let runner = ContainerRunner::new(slot, spec, machine, context, self.stop_runners.clone());
@@ -347,6 +395,11 @@ impl PodWorker {
             previous: self.written.as_ref(),
             now: Timestamp::now(),
         });
+        if let Some(message) = &self.evicted {
+            status.phase = Some("Failed".to_string());
+            status.reason = Some("Evicted".to_string());
+            status.message = Some(message.clone());
+        }
         // A driver with pod sandboxes gives the pod an IP of its own.
         if let Some(ip) = self.node.driver.pod_ip(&self.pod.uid) {
             status.pod_ip = Some(ip.to_string());
@@ -382,6 +435,11 @@ impl PodWorker {
     }
 
     async fn finish(mut self, reason: StopReason) {
+        if reason == StopReason::Evicted {
+            // The final status (Failed, Evicted) stays in the store; the pod is
+            // not run again, its owner replaces it.
+            self.write_status().await;
+        }
         if reason == StopReason::Deleted {
             self.write_status().await;
             let pod = &self.pod;
@@ -409,6 +467,23 @@ impl PodWorker {
         }
         tracing::info!(?reason, "pod worker stopped");
     }
+}
+
+fn has_size_limit(spec: &PodSpec) -> bool {
+    spec.volumes
+        .iter()
+        .flatten()
+        .any(|v| v.empty_dir.as_ref().is_some_and(|e| e.size_limit.is_some()))
+}
+
+/// The `sizeLimit` of the named emptyDir as the pod spells it.
+fn size_limit_text(volumes: &[k8s_openapi::api::core::v1::Volume], name: &str) -> String {
+    volumes
+        .iter()
+        .find(|v| v.name == name)
+        .and_then(|v| v.empty_dir.as_ref()?.size_limit.as_ref())
+        .map(|q| q.0.clone())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -40,6 +40,33 @@ pub fn version() -> Result<String> {
         .context("etcd --version printed no version")
 }
 
+/// Waits until every member answers `/health` with `"true"` (etcd: it has a leader).
+pub async fn wait_healthy(
+    members: &mut [Managed],
+    urls: &[String],
+    timeout: Duration,
+) -> Result<()> {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    for (member, url) in members.iter_mut().zip(urls) {
+        loop {
+            member.check_running()?;
+            let healthy = match http.get(format!("{url}/health")).send().await {
+                Ok(resp) => resp.text().await.unwrap_or_default().contains("\"true\""),
+                Err(_) => false,
+            };
+            if healthy {
+                break;
+            }
+            if start.elapsed() > timeout {
+                bail!("the member at {url} was not healthy within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
 impl EtcdCluster {
     pub async fn start(size: usize) -> Result<EtcdCluster> {
         let dir = tempfile::Builder::new()
@@ -79,36 +106,11 @@ impl EtcdCluster {
     }
 
     async fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
-        let http = reqwest::Client::new();
-        let start = Instant::now();
-        for (member, url) in self.members.iter_mut().zip(&self.client_urls) {
-            loop {
-                member.check_running()?;
-                let healthy = match http.get(format!("{url}/health")).send().await {
-                    Ok(resp) => resp.text().await.unwrap_or_default().contains("\"true\""),
-                    Err(_) => false,
-                };
-                if healthy {
-                    break;
-                }
-                if start.elapsed() > timeout {
-                    bail!("etcd at {url} was not healthy within {timeout:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Ok(())
+        wait_healthy(&mut self.members, &self.client_urls, timeout).await
     }
 
-    pub fn client(&self) -> EtcdClient {
-        EtcdClient {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()
-                .expect("a plain HTTP client builds"),
-            urls: Arc::new(self.client_urls.clone()),
-            value: Arc::from(B64.encode(vec![b'v'; VALUE_BYTES])),
-        }
+    pub fn client(&self) -> GatewayClient {
+        GatewayClient::new(self.client_urls.clone())
     }
 
     pub fn stop(mut self) {
@@ -148,16 +150,28 @@ fn spawn_member(
     ))
 }
 
-/// A keep-alive HTTP client over every member's gateway.
+/// A keep-alive HTTP client over every member's gateway (etcd's, or the same JSON
+/// API served by `skiff-bench store-member`).
 #[derive(Clone)]
-pub struct EtcdClient {
+pub struct GatewayClient {
     http: reqwest::Client,
     urls: Arc<Vec<String>>,
     /// The 1 KiB value, base64-encoded once.
     value: Arc<str>,
 }
 
-impl EtcdClient {
+impl GatewayClient {
+    pub fn new(urls: Vec<String>) -> GatewayClient {
+        GatewayClient {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("a plain HTTP client builds"),
+            urls: Arc::new(urls),
+            value: Arc::from(B64.encode(vec![b'v'; VALUE_BYTES])),
+        }
+    }
+
     async fn call(&self, member: usize, path: &str, body: String) -> Result<bytes::Bytes> {
         let url = format!("{}{path}", self.urls[member]);
         let resp = self
@@ -213,7 +227,7 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-impl Backend for EtcdClient {
+impl Backend for GatewayClient {
     fn members(&self) -> usize {
         self.urls.len()
     }

@@ -1,11 +1,15 @@
 //! `store`: etcd 3.4 against the Skiff store with one workload and the same client
-//! concurrency, 1 and 3 members. etcd runs as separate processes reached over
-//! loopback HTTP (its gRPC gateway); the Skiff members run inside this process and
-//! are called directly. That is not the same cost per request: the output says so.
+//! concurrency, 1 and 3 members. Both run as separate processes on loopback: etcd's
+//! members talk Raft over HTTP, Skiff's (`store-member`, this binary) over the store's
+//! TCP transport; one client, the same for both, speaks etcd's v3 gateway JSON over
+//! keep-alive HTTP/1.1 to each member.
 
 mod etcd;
+mod member;
 mod skiff;
 mod workload;
+
+pub use member::{MemberOptions, run as run_member};
 
 use std::time::Duration;
 
@@ -46,9 +50,10 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
         max_ops: options.max_ops,
     };
     eprintln!(
-        "bench: store: {peer_name} as separate processes over loopback HTTP/1.1 JSON \
-         (gRPC gateway, keep-alive) vs skiff-store members in this process, called \
-         directly (in-process transport between members); 1 KiB values"
+        "bench: store: {peer_name} vs skiff-store, each member a separate process on \
+         loopback, both reached by one client over keep-alive HTTP/1.1 with etcd's v3 \
+         gateway JSON (etcd: gateway → in-process gRPC; skiff: `store-member`'s HTTP \
+         server → store); Raft between members over TCP; 1 KiB values"
     );
     let mut comparisons = Vec::new();
     for size in SIZES {
@@ -64,7 +69,7 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
         let ours = measure(&cluster.client(), limits, options.watch_puts)
             .await
             .context("measuring skiff-store");
-        cluster.stop().await;
+        cluster.stop();
         let ours = ours?;
 
         let compare = |metric: String, ours: f64, peer: f64, unit, better| Comparison {

@@ -1,38 +1,20 @@
-//! The Skiff store, ours: `skiff-store` members opened in this process, each on its
-//! own sled directory, joined by an in-process transport. Clients call the `Store`
-//! handle directly: no network, no encoding, unlike etcd behind loopback HTTP.
+//! The Skiff store, ours: each member a separate `skiff-bench store-member` process
+//! (this very binary) on its own sled directory, the members joined by the store's TCP
+//! peer transport on loopback, clients reaching them over loopback HTTP/1.1 with the
+//! same etcd-gateway JSON as etcd's side (see `member.rs`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use skiff_store::{EventKind, Op, RaftMessage, Store, StoreConfig, Transport, Txn};
+use anyhow::{Context, Result};
 
-use super::workload::{Backend, VALUE_BYTES};
+use super::etcd::{GatewayClient, wait_healthy};
+use crate::process::{Managed, free_port};
 
-/// Hands each member's Raft messages straight to the addressed member's inbox.
-/// `Store::receive` never blocks, as `Transport::send` requires.
-#[derive(Default)]
-struct InProcess {
-    members: RwLock<HashMap<u64, Store>>,
-}
-
-impl Transport for InProcess {
-    fn send(&self, to: u64, messages: Vec<RaftMessage>) {
-        // A member not registered yet is a member not reachable yet: Raft resends.
-        if let Some(store) = self.members.read().unwrap().get(&to) {
-            store.receive(messages);
-        }
-    }
-}
-
-/// A running group; [`SkiffCluster::stop`] closes every member.
+/// A running group; [`SkiffCluster::stop`] (or dropping it) stops every member by PID.
 pub struct SkiffCluster {
-    stores: Vec<Store>,
-    network: Arc<InProcess>,
+    members: Vec<Managed>,
+    client_urls: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,104 +23,63 @@ impl SkiffCluster {
         let dir = tempfile::Builder::new()
             .prefix("skiff-bench-store-")
             .tempdir()?;
-        let ids: Vec<u64> = (1..=size as u64).collect();
-        let network = Arc::new(InProcess::default());
-        let mut stores = Vec::new();
-        for &id in &ids {
-            let config = StoreConfig {
-                id,
-                members: ids.clone(),
-                ..StoreConfig::new(dir.path().join(format!("m{id}")))
-            };
-            let store = if size == 1 {
-                Store::open(config).await
-            } else {
-                Store::open_member(config, network.clone()).await
-            }
-            .with_context(|| format!("opening store member {id}"))?;
-            network.members.write().unwrap().insert(id, store.clone());
-            stores.push(store);
+        let exe = std::env::current_exe().context("finding skiff-bench's own binary")?;
+        let mut ports = Vec::new();
+        for _ in 0..size {
+            ports.push((free_port()?, free_port()?));
         }
-        let cluster = SkiffCluster {
-            stores,
-            network,
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("{}=127.0.0.1:{peer}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        let mut client_urls = Vec::new();
+        for (i, (client, _)) in ports.iter().enumerate() {
+            let id = i + 1;
+            let log = std::fs::File::create(dir.path().join(format!("m{id}.log")))?;
+            let child = Command::new(&exe)
+                .arg("store-member")
+                .args(["--id", &id.to_string()])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("m{id}")))
+                .args(["--client-addr", &format!("127.0.0.1:{client}")])
+                .args(["--peers", &peers])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .context("starting a skiff-store member process")?;
+            members.push(Managed::new(
+                child,
+                format!("skiff-store member {id}"),
+                Duration::from_secs(10),
+            ));
+            client_urls.push(format!("http://127.0.0.1:{client}"));
+        }
+        let mut cluster = SkiffCluster {
+            members,
+            client_urls,
             _dir: dir,
         };
-        cluster.wait_leader(Duration::from_secs(30)).await?;
+        wait_healthy(
+            &mut cluster.members,
+            &cluster.client_urls,
+            Duration::from_secs(30),
+        )
+        .await?;
         Ok(cluster)
     }
 
-    /// Every member agrees on one leader.
-    async fn wait_leader(&self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            let leaders: Vec<Option<u64>> = self.stores.iter().map(Store::leader).collect();
-            if leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0]) {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
-                bail!("no agreed leader within {timeout:?}: {leaders:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    pub fn client(&self) -> GatewayClient {
+        GatewayClient::new(self.client_urls.clone())
+    }
+
+    pub fn stop(mut self) {
+        for member in &mut self.members {
+            member.stop();
         }
-    }
-
-    pub fn client(&self) -> SkiffClient {
-        SkiffClient {
-            stores: Arc::new(self.stores.clone()),
-            value: Arc::from(vec![b'v'; VALUE_BYTES]),
-        }
-    }
-
-    pub async fn stop(self) {
-        self.network.members.write().unwrap().clear();
-        for store in &self.stores {
-            store.close().await;
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct SkiffClient {
-    stores: Arc<Vec<Store>>,
-    value: Arc<[u8]>,
-}
-
-impl Backend for SkiffClient {
-    fn members(&self) -> usize {
-        self.stores.len()
-    }
-
-    async fn put(&self, member: usize, key: String) -> Result<()> {
-        self.stores[member]
-            .txn(Txn::ops(vec![Op::put(key, self.value.to_vec())]))
-            .await?;
-        Ok(())
-    }
-
-    async fn get(&self, member: usize, key: String) -> Result<()> {
-        // `get` is linearizable (ReadIndex) by default.
-        if self.stores[member].get(&key).await?.is_none() {
-            bail!("the store has no value at {key}");
-        }
-        Ok(())
-    }
-
-    async fn watch(
-        &self,
-        member: usize,
-        prefix: String,
-    ) -> Result<BoxStream<'static, Result<String>>> {
-        let store = &self.stores[member];
-        let watch = store.watch(&prefix, store.revision())?;
-        Ok(watch
-            .filter_map(|event| async move {
-                match event {
-                    Ok(event) if event.kind == EventKind::Put => Some(Ok(event.kv.key)),
-                    Ok(_) => None,
-                    Err(err) => Some(Err(err.into())),
-                }
-            })
-            .boxed())
     }
 }
