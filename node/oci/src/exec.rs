@@ -10,11 +10,17 @@ use futures::StreamExt;
 use skiff_agent::driver::{
     BoxError, ContainerTemplate, ContainerUsage, ExecSpec, ExitStatus, RunError,
 };
+use std::time::Duration;
+
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{OciDriver, engine_message};
 use crate::labels;
+
+/// How long exec waits for a container that is starting.
+const START_WAIT: Duration = Duration::from_secs(10);
+const START_POLL: Duration = Duration::from_millis(100);
 
 impl OciDriver {
     /// The id of the running container of `container`.
@@ -49,7 +55,19 @@ impl OciDriver {
         cancel: CancellationToken,
     ) -> Result<ExitStatus, RunError> {
         let run_error = |source: BoxError| RunError { source };
-        let id = self.running_container(container).await.map_err(run_error)?;
+        // The agent counts a container as running from the moment it asks
+        // the engine to start it: give the engine a moment to have it.
+        let mut waited = Duration::ZERO;
+        let id = loop {
+            match self.running_container(container).await {
+                Ok(id) => break id,
+                Err(_) if waited < START_WAIT && !cancel.is_cancelled() => {
+                    tokio::time::sleep(START_POLL).await;
+                    waited += START_POLL;
+                }
+                Err(error) => return Err(run_error(error)),
+            }
+        };
         let ExecSpec {
             args,
             stdin,
@@ -89,10 +107,12 @@ impl OciDriver {
         let feed = async move {
             if let Some(mut stdin) = stdin {
                 let _ = tokio::io::copy(&mut stdin, &mut input).await;
+                // End of input: the command reads end-of-file.
+                let _ = input.shutdown().await;
             }
-            // End of input: the command reads end-of-file.
-            let _ = input.shutdown().await;
-            drop(input);
+            // Without stdin the connection's write half stays open: a shutdown
+            // could end the engine's stream before the command's output.
+            input
         };
         let copy = async {
             while let Some(chunk) = output.next().await {
@@ -115,7 +135,8 @@ impl OciDriver {
             let _ = stderr.flush().await;
         };
         let finished = async {
-            tokio::join!(feed, copy);
+            let (input, ()) = tokio::join!(feed, copy);
+            drop(input);
         };
         tokio::select! {
             biased;
