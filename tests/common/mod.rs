@@ -36,11 +36,18 @@ pub struct Cluster {
     pub server: String,
     /// The node gateway's address (`127.0.0.1:PORT`).
     pub gateway: String,
+    /// Extra environment of `skiff up`.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
     /// Start a cluster with a fresh data directory.
     pub fn start() -> Result<Cluster> {
+        Cluster::start_with_env(&[])
+    }
+
+    /// Start a cluster whose `skiff up` also has these environment variables.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Result<Cluster> {
         let temp = tempfile::tempdir()?;
         let data_dir = temp.path().join("data");
         let mut cluster = Cluster {
@@ -50,6 +57,10 @@ impl Cluster {
             child: None,
             server: String::new(),
             gateway: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         cluster.launch()?;
         Ok(cluster)
@@ -67,6 +78,7 @@ impl Cluster {
             ])
             .arg(&self.data_dir)
             .env("RUST_LOG", "info,raft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(
                 self.data_dir

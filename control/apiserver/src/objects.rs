@@ -115,6 +115,13 @@ fn valid_managed_fields(entries: &Value) -> bool {
 }
 
 /// Decode a stored value, stamping its resourceVersion from the revision.
+/// See [`Objects::list_page`].
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub revision: Revision,
+    pub next: Option<String>,
+}
+
 pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
     let mut object: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
@@ -202,6 +209,59 @@ impl<'a> Objects<'a> {
             }
         }
         Ok((items, range.revision))
+    }
+
+    /// One page of a list, consistent at one revision: the objects matching
+    /// `selectors` as of `revision` (`None`: the latest, read linearizably), from store
+    /// key `start` on, at most `limit` of them. `next` is the store key of the last
+    /// object returned when more keys follow: the next page starts after it, at the
+    /// same revision (Kubernetes' `continue`). A compacted revision is 410 Gone.
+    pub async fn list_page(
+        &self,
+        namespace: Option<&str>,
+        selectors: &Selectors,
+        revision: Option<Revision>,
+        start: Option<String>,
+        limit: Option<usize>,
+    ) -> ApiResult<ListPage> {
+        let prefix = self.resource.prefix(namespace);
+        if start
+            .as_ref()
+            .is_some_and(|start| !start.starts_with(&prefix))
+        {
+            return Err(ApiError::BadRequest(
+                "invalid continue token: it belongs to another list".into(),
+            ));
+        }
+        let options = skiff_store::RangeOptions {
+            revision,
+            start,
+            // One more than asked tells whether another page follows. With selectors
+            // the store cannot count matches, so it reads the rest of the range.
+            limit: limit
+                .filter(|_| selectors.is_empty())
+                .map(|limit| limit + 1),
+            ..skiff_store::RangeOptions::default()
+        };
+        let range = self.store.range_page(&prefix, &options).await?;
+        let mut items = Vec::new();
+        let mut next = None;
+        for kv in &range.kvs {
+            let object = from_kv(kv)?;
+            if !selectors.matches(&object) {
+                continue;
+            }
+            if limit.is_some_and(|limit| items.len() == limit) {
+                next = items.last().map(|(key, _): &(String, Value)| key.clone());
+                break;
+            }
+            items.push((kv.key.clone(), object));
+        }
+        Ok(ListPage {
+            revision: range.revision,
+            next,
+            items: items.into_iter().map(|(_, object)| object).collect(),
+        })
     }
 
     /// Namespaced writes need a live namespace, as Kubernetes' lifecycle admission does.
@@ -327,6 +387,9 @@ impl<'a> Objects<'a> {
         }
         self.check(&object, None)?;
         self.admit_namespace(namespace.as_deref()).await?;
+        if self.resource.kind == "Pod" && self.resource.group.is_empty() {
+            crate::kinds::admission::pod(self.store, &mut object).await?;
+        }
         let _reservation =
             crate::kinds::allocate::allocate(self.store, self.resource, &mut object, None).await?;
 

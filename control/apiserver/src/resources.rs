@@ -183,6 +183,7 @@ fn builtin_resources() -> Vec<Resource> {
         crate::kinds::endpointslice::resource(),
         crate::kinds::lease::resource(),
         crate::kinds::runtimeclass::resource(),
+        crate::kinds::priorityclass::resource(),
         crate::kinds::hpa::resource(),
         crate::kinds::pdb::resource(),
         crate::kinds::rbac::role(),

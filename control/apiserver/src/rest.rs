@@ -183,23 +183,31 @@ async fn list(
 ) -> ApiResult<Response> {
     let selectors = selectors(&target, &query)?;
     let objects = Objects::new(&state.store, target.resource);
-    let (mut items, revision) = objects
-        .list(target.namespace.as_deref(), &selectors)
+    // Paging: the continue token is the first page's revision and the store key of the
+    // last object returned, so every page reads the same revision (the store's
+    // `range_page`); once compaction passes that revision the token answers 410.
+    let (revision, start) = match query.get("continue").filter(|t| !t.is_empty()) {
+        Some(token) => {
+            let (revision, after) = parse_continue(token)?;
+            (Some(revision), Some(format!("{after}\0")))
+        }
+        None => (None, None),
+    };
+    let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let page = objects
+        .list_page(
+            target.namespace.as_deref(),
+            &selectors,
+            revision,
+            start,
+            limit,
+        )
         .await?;
-    // Paging: the continue token is the last returned object's namespace/name.
-    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
-        let after = String::from_utf8(hex::decode(token).map_err(|_| bad_continue())?)
-            .map_err(|_| bad_continue())?;
-        items.retain(|o| position(o).as_str() > after.as_str());
-    }
-    let mut next = None;
-    if let Some(limit) = query.int("limit")?.filter(|l| *l > 0)
-        && items.len() > limit as usize
-    {
-        items.truncate(limit as usize);
-        next = items.last().map(|o| hex::encode(position(o)));
-    }
-    let rv = revision.to_string();
+    let items = page.items;
+    let next = page
+        .next
+        .map(|key| hex::encode(format!("{}:{key}", page.revision)));
+    let rv = page.revision.to_string();
     let body = match wants_table(&headers, &query) {
         Some(include) => table::table(target.resource, &items, &rv, next.as_deref(), &include),
         None => {
@@ -218,12 +226,13 @@ async fn list(
     Ok(respond(StatusCode::OK, &body, &[]))
 }
 
-fn position(object: &Value) -> String {
-    format!(
-        "{}/{}",
-        object["metadata"]["namespace"].as_str().unwrap_or_default(),
-        object["metadata"]["name"].as_str().unwrap_or_default()
-    )
+/// A continue token: hex of `REVISION:KEY`.
+fn parse_continue(token: &str) -> ApiResult<(i64, String)> {
+    let text = String::from_utf8(hex::decode(token).map_err(|_| bad_continue())?)
+        .map_err(|_| bad_continue())?;
+    let (revision, key) = text.split_once(':').ok_or_else(bad_continue)?;
+    let revision = revision.parse().map_err(|_| bad_continue())?;
+    Ok((revision, key.to_owned()))
 }
 
 fn bad_continue() -> ApiError {

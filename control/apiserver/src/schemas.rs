@@ -34,7 +34,7 @@ fn known<T: JsonSchema + k8s_openapi::Resource>() -> Known {
 fn catalogue() -> Vec<Known> {
     use k8s_openapi::api::{
         apps, autoscaling, batch, coordination, core, discovery, networking, node, policy, rbac,
-        storage,
+        scheduling, storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
     vec![
@@ -66,6 +66,7 @@ fn catalogue() -> Vec<Known> {
         known::<discovery::v1::EndpointSlice>(),
         known::<coordination::v1::Lease>(),
         known::<node::v1::RuntimeClass>(),
+        known::<scheduling::v1::PriorityClass>(),
         known::<autoscaling::v1::HorizontalPodAutoscaler>(),
         known::<autoscaling::v1::Scale>(),
         known::<autoscaling::v2::HorizontalPodAutoscaler>(),

@@ -155,6 +155,11 @@ pub struct Selectors {
 }
 
 impl Selectors {
+    /// True when both selectors are empty: everything matches.
+    pub fn is_empty(&self) -> bool {
+        self.labels == LabelSelector::default() && self.fields == FieldSelector::default()
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         self.labels.matches(object) && self.fields.matches(object)
     }

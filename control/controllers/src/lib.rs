@@ -22,16 +22,23 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod events;
 pub mod gc;
 pub mod history;
+pub mod hpa;
 pub mod ingress;
 pub mod job;
 mod names;
+pub mod nodelifecycle;
 pub mod owned;
+pub mod pdb;
 pub mod pods;
+pub mod quota;
 pub mod replicaset;
 pub mod runtime;
 pub mod statefulset;
+
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +62,8 @@ pub enum Error {
     },
     #[error("the watch cache was dropped (shutting down)")]
     CacheGone,
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 impl Error {
@@ -73,14 +82,39 @@ impl Error {
     }
 }
 
+/// Settings of the controllers that have any.
+#[derive(Clone)]
+pub struct ControllersConfig {
+    /// How long a node may go without renewing its Lease before it is
+    /// marked Unknown and tainted unreachable.
+    pub node_grace: std::time::Duration,
+    /// Where the HorizontalPodAutoscaler reads pod usage; `None` reads the
+    /// `metrics.k8s.io` API.
+    pub metrics: Option<Arc<dyn hpa::PodMetrics>>,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> ControllersConfig {
+        ControllersConfig {
+            node_grace: nodelifecycle::DEFAULT_GRACE,
+            metrics: None,
+        }
+    }
+}
+
 /// All controllers of this crate, run together.
 pub struct Controllers {
     client: kube::Client,
+    config: ControllersConfig,
 }
 
 impl Controllers {
     pub fn new(client: kube::Client) -> Controllers {
-        Controllers { client }
+        Controllers::with_config(client, ControllersConfig::default())
+    }
+
+    pub fn with_config(client: kube::Client, config: ControllersConfig) -> Controllers {
+        Controllers { client, config }
     }
 
     /// Run every controller until `cancel` fires and each has stopped.
@@ -95,6 +129,23 @@ impl Controllers {
             gc::run(self.client.clone(), cancel.child_token()),
             endpoints::run(self.client.clone(), cancel.child_token()),
             ingress::run(self.client.clone(), cancel.child_token()),
+            pdb::run(self.client.clone(), cancel.child_token()),
+            quota::run(self.client.clone(), cancel.child_token()),
+            hpa::run(
+                self.client.clone(),
+                self.config
+                    .metrics
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(hpa::MetricsApi {
+                        client: self.client.clone()
+                    })),
+                cancel.child_token()
+            ),
+            nodelifecycle::run(
+                self.client.clone(),
+                self.config.node_grace,
+                cancel.child_token()
+            ),
         );
     }
 }

@@ -1,12 +1,19 @@
-//! The Skiff scheduler: binds each pending pod to a Ready node.
+//! The Skiff scheduler: binds each pending pod to a node, as kube-scheduler
+//! does.
 //!
-//! It watches all pods (those without `spec.nodeName` are its queue, the rest
-//! count against their node) and all nodes through the
-//! Kubernetes API, picks a node with [`pick_node`] (a pure function: filter
-//! the nodes that can take the pod, then prefer the one running the fewest
-//! pods), and binds through `pods/binding`, recording a `Scheduled` or
-//! `FailedScheduling` event as `kubectl describe` shows them. Pods that fit
-//! nowhere are retried when nodes change and every few seconds.
+//! It watches pods (those without `spec.nodeName` are its queue, the rest
+//! count against their node), nodes and RuntimeClasses. Each decision is the
+//! pure [`plan::decide`]: filters (node unschedulable, taints and
+//! tolerations, `nodeSelector` and node affinity, the RuntimeClass handler,
+//! the node a bound local PersistentVolume is pinned to,
+//! host ports, resource requests against allocatable, topology spread, pod
+//! affinity and anti-affinity), then scores (least allocated, balanced,
+//! preferred affinities, PreferNoSchedule taints, spreading), and when no
+//! node fits, preemption of lower-priority pods. Pods are taken in priority
+//! order; a chosen node holds the pod at once (it is "assumed") while the
+//! binding is sent through `pods/binding`, many at a time. Pods that fit
+//! nowhere get a `FailedScheduling` event in kube-scheduler's words and are
+//! retried when nodes or pods change, and every few seconds.
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) {
@@ -15,357 +22,362 @@
 //! # }
 //! ```
 
-mod plan;
+pub mod cluster;
+pub mod facts;
+pub mod filter;
+pub mod labels;
+pub mod plan;
+mod queue;
+mod score;
 mod volumes;
+mod writes;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Event, Node, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::api::Api;
 use kube::runtime::watcher;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-pub use plan::{NodeFacts, pick_node};
+pub use cluster::Cluster;
+pub use facts::{NodeFacts, PodInfo};
+pub use plan::{Decision, decide};
+
+use queue::Queue;
+use writes::{Outcome, Writer};
 
 /// The name pods ask for in `spec.schedulerName`.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
-const RETRY: Duration = Duration::from_secs(5);
+
+/// How the scheduler paces itself.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Bindings in flight at once.
+    pub bind_concurrency: usize,
+    /// How often pods that fit nowhere are tried again without a change.
+    pub retry: Duration,
+    /// Pods decided per turn of the loop before watch events are read again.
+    pub batch: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> SchedulerConfig {
+        SchedulerConfig {
+            bind_concurrency: 32,
+            retry: Duration::from_secs(5),
+            batch: 64,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
-    #[error("the pod watch failed")]
-    Watch(#[source] watcher::Error),
+    #[error("the scheduler configuration is invalid: {0}")]
+    Config(&'static str),
+}
+
+impl SchedulerConfig {
+    pub fn validate(&self) -> Result<(), SchedulerError> {
+        if self.bind_concurrency == 0 {
+            return Err(SchedulerError::Config(
+                "bind_concurrency must be at least 1",
+            ));
+        }
+        if self.batch == 0 {
+            return Err(SchedulerError::Config("batch must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 pub struct Scheduler {
     client: kube::Client,
+    config: SchedulerConfig,
+}
+
+type Key = (String, String);
+
+/// The loop's state: the cluster picture, the queue, and what is in flight.
+#[derive(Default)]
+struct State {
+    cluster: Cluster,
+    queue: Queue,
+    /// Pods placed by this scheduler whose binding the watch has not shown
+    /// yet; a stale "pending" event for them is ignored.
+    assumed: HashSet<Key>,
+    /// The last FailedScheduling message per pod, so a retry that fails the
+    /// same way does not record the same event again.
+    reported: HashMap<Key, String>,
 }
 
 impl Scheduler {
     pub fn new(client: kube::Client) -> Scheduler {
-        Scheduler { client }
+        Scheduler::with_config(client, SchedulerConfig::default())
+    }
+
+    pub fn with_config(client: kube::Client, config: SchedulerConfig) -> Scheduler {
+        Scheduler { client, config }
     }
 
     /// Schedule until cancelled.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), SchedulerError> {
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let nodes_api: Api<Node> = Api::all(self.client.clone());
-        // One watch of all pods feeds both the queue of pods to place and the
-        // count of pods on each node, so no decision lists the pods again.
-        let mut pod_events = watcher(pods, watcher::Config::default()).boxed();
-        let mut node_events = watcher(nodes_api, watcher::Config::default()).boxed();
-        let mut book = PodBook::default();
-        let mut nodes: HashMap<String, Node> = HashMap::new();
-        // The last FailedScheduling reason per pod, so a retry that fails the
-        // same way does not record the same event again.
-        let mut reported: HashMap<(String, String), String> = HashMap::new();
-        let mut retry = tokio::time::interval(RETRY);
+        self.config.validate()?;
+        let client = self.client.clone();
+        let mut pod_events =
+            watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+        let mut node_events =
+            watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).boxed();
+        let mut class_events = watcher(
+            Api::<RuntimeClass>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .boxed();
+        let permits = Arc::new(Semaphore::new(self.config.bind_concurrency));
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
+        let writer = Writer::new(client, done_tx);
+        let mut state = State::default();
+        let mut retry = tokio::time::interval(self.config.retry);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 event = pod_events.next() => match event {
-                    Some(Ok(event)) => book.track(event),
-                    Some(Err(err)) => {
-                        tracing::warn!(%err, "pod watch error; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
+                    Some(Ok(event)) => state.pod_event(event),
+                    Some(Err(err)) => watch_error("pod", err).await,
                     None => return Ok(()),
                 },
                 event = node_events.next() => match event {
-                    Some(Ok(event)) => track_nodes(&mut nodes, event),
-                    Some(Err(err)) => {
-                        tracing::warn!(%err, "node watch error; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
+                    Some(Ok(event)) => state.node_event(event),
+                    Some(Err(err)) => watch_error("node", err).await,
                     None => return Ok(()),
                 },
-                _ = retry.tick() => {}
-            }
-            if book.pending.is_empty() {
-                continue;
-            }
-            reported.retain(|key, _| book.pending.contains_key(key));
-            self.schedule_all(&mut book, &nodes, &mut reported).await;
-        }
-    }
-
-    async fn schedule_all(
-        &self,
-        book: &mut PodBook,
-        nodes: &HashMap<String, Node>,
-        reported: &mut HashMap<(String, String), String>,
-    ) {
-        let keys: Vec<(String, String)> = book.pending.keys().cloned().collect();
-        for key in keys {
-            // Counted afresh for each pod: the binds just made count too.
-            let counts = book.counts();
-            let facts: Vec<NodeFacts> = nodes
-                .values()
-                .map(|n| NodeFacts::from_node(n, counts.get(&name_of(n)).copied().unwrap_or(0)))
-                .collect();
-            let pod = &book.pending[&key];
-            let span = tracing::info_span!("schedule", pod = %format!("{}/{}", key.0, key.1));
-            let _enter = span.enter();
-            let total = facts.len();
-            let facts = match volumes::allowed_nodes(&self.client, pod).await {
-                Some(allowed) => facts
-                    .into_iter()
-                    .filter(|f| allowed.contains(&f.name))
-                    .collect(),
-                None => facts,
-            };
-            let picked = if facts.is_empty() && total > 0 {
-                Err(format!(
-                    "0/{total} nodes are available: {total} node(s) had volume node affinity conflict."
-                ))
-            } else {
-                pick_node(&facts)
-            };
-            match picked {
-                Ok(node) => match self.bind(pod, &node).await {
-                    Ok(()) => {
-                        tracing::info!(node, "bound");
-                        book.pending.remove(&key);
-                        book.placed.insert(key.clone(), node);
-                    }
-                    Err(err) => tracing::warn!(%err, node, "binding failed"),
+                event = class_events.next() => match event {
+                    Some(Ok(event)) => state.class_event(event),
+                    Some(Err(err)) => watch_error("runtimeclass", err).await,
+                    None => return Ok(()),
                 },
-                Err(reason) => {
-                    if reported.get(&key) != Some(&reason) {
-                        tracing::info!(reason, "unschedulable");
-                        self.event(pod, "Warning", "FailedScheduling", &reason)
-                            .await;
-                        reported.insert(key.clone(), reason);
-                    }
+                Some(outcome) = done_rx.recv() => state.outcome(outcome),
+                _ = retry.tick() => state.queue.unpark_all(),
+                _ = std::future::ready(()), if state.queue.has_active() && permits.available_permits() > 0 => {
+                    state.schedule_batch(&self.client, &writer, &permits, self.config.batch).await;
                 }
             }
         }
     }
-
-    async fn bind(&self, pod: &Pod, node: &str) -> Result<(), kube::Error> {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let binding = Binding {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            target: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Node".into()),
-                name: Some(node.into()),
-                ..ObjectReference::default()
-            },
-        };
-        let _: serde_json::Value = api
-            .create_subresource("binding", &name, &PostParams::default(), &binding)
-            .await?;
-        let message = format!("Successfully assigned {namespace}/{name} to {node}");
-        self.event(pod, "Normal", "Scheduled", &message).await;
-        Ok(())
-    }
-
-    async fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let now = jiff::Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{name}.")),
-                namespace: Some(namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(name),
-                namespace: Some(namespace.clone()),
-                uid: pod.metadata.uid.clone(),
-                resource_version: pod.metadata.resource_version.clone(),
-                ..ObjectReference::default()
-            },
-            type_: Some(kind.into()),
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: Some(MicroTime(now)),
-            count: Some(1),
-            reporting_component: Some(SCHEDULER_NAME.into()),
-            reporting_instance: Some(SCHEDULER_NAME.into()),
-            action: Some("Binding".into()),
-            source: Some(k8s_openapi::api::core::v1::EventSource {
-                component: Some(SCHEDULER_NAME.into()),
-                host: None,
-            }),
-            ..Event::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(err) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(%err, reason, "recording event");
-        }
-    }
 }
 
-fn name_of(node: &Node) -> String {
-    node.metadata.name.clone().unwrap_or_default()
+async fn watch_error(kind: &str, err: watcher::Error) {
+    tracing::warn!(%err, kind, "watch error; retrying");
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
+fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// Pods this scheduler should place: ours by name, unbound, not being deleted.
 fn wants_us(pod: &Pod) -> bool {
     let spec = pod.spec.as_ref();
     let scheduler = spec
         .and_then(|s| s.scheduler_name.as_deref())
         .unwrap_or(SCHEDULER_NAME);
     scheduler == SCHEDULER_NAME
-        && spec
-            .and_then(|s| s.node_name.as_deref())
-            .unwrap_or("")
-            .is_empty()
+        && node_of(pod).is_none()
         && pod.metadata.deletion_timestamp.is_none()
+        && !finished(pod)
+        && spec
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_none_or(|g| g.is_empty())
 }
 
-fn pod_key(pod: &Pod) -> (String, String) {
-    (
-        pod.metadata.namespace.clone().unwrap_or_default(),
-        pod.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
-/// What the scheduler knows of pods: those waiting for a node, and the
-/// node of each pod that holds one (bound and not finished).
-#[derive(Default)]
-struct PodBook {
-    pending: BTreeMap<(String, String), Pod>,
-    placed: HashMap<(String, String), String>,
-}
-
-impl PodBook {
-    fn track(&mut self, event: watcher::Event<Pod>) {
+impl State {
+    fn pod_event(&mut self, event: watcher::Event<Pod>) {
         match event {
             watcher::Event::Init => {
-                self.pending.clear();
-                self.placed.clear();
+                // A relist: the picture is rebuilt from what follows.
+                let nodes: Vec<NodeFacts> = self
+                    .cluster
+                    .known_nodes()
+                    .map(|n| n.facts.clone())
+                    .collect();
+                let classes = std::mem::take(&mut self.cluster.runtime_classes);
+                self.cluster = Cluster::default();
+                self.cluster.runtime_classes = classes;
+                for facts in nodes {
+                    self.cluster.upsert_node(facts);
+                }
+                self.queue.clear();
+                self.assumed.clear();
             }
-            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => self.note(pod),
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => self.note(&pod),
             watcher::Event::Delete(pod) => {
-                let key = pod_key(&pod);
-                self.pending.remove(&key);
-                self.placed.remove(&key);
+                let info = PodInfo::from_pod(&pod);
+                let key = info.key();
+                self.queue.remove(&key);
+                self.assumed.remove(&key);
+                self.cluster.clear_nomination(&key);
+                if self.cluster.unplace(&key.0, &key.1).is_some() {
+                    self.queue.unpark_all();
+                }
             }
             watcher::Event::InitDone => {}
         }
     }
 
-    fn note(&mut self, pod: Pod) {
-        let key = pod_key(&pod);
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .filter(|n| !n.is_empty());
-        let finished = matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
-        match node {
-            Some(node) if !finished => {
-                self.pending.remove(&key);
-                self.placed.insert(key, node);
+    fn note(&mut self, pod: &Pod) {
+        let info = PodInfo::from_pod(pod);
+        let key = info.key();
+        match node_of(pod) {
+            Some(node) if !finished(pod) => {
+                self.queue.remove(&key);
+                self.assumed.remove(&key);
+                self.cluster.place(node, Arc::new(info));
             }
             Some(_) => {
-                self.pending.remove(&key);
-                self.placed.remove(&key);
+                self.queue.remove(&key);
+                self.assumed.remove(&key);
+                if self.cluster.unplace(&key.0, &key.1).is_some() {
+                    self.queue.unpark_all();
+                }
             }
-            None if wants_us(&pod) => {
-                self.placed.remove(&key);
-                self.pending.insert(key, pod);
-            }
+            None if self.assumed.contains(&key) => {}
+            None if wants_us(pod) => self.queue.upsert(Arc::new(info)),
             None => {
-                self.pending.remove(&key);
-                self.placed.remove(&key);
+                self.queue.remove(&key);
+                self.cluster.clear_nomination(&key);
             }
         }
     }
 
-    /// Pods holding each node.
-    fn counts(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for node in self.placed.values() {
-            *counts.entry(node.clone()).or_default() += 1;
+    fn node_event(&mut self, event: watcher::Event<Node>) {
+        match event {
+            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+                let facts = NodeFacts::from_node(&node);
+                let changed = self
+                    .cluster
+                    .node(&facts.name)
+                    .is_none_or(|old| !same_for_scheduling(&old.facts, &facts));
+                self.cluster.upsert_node(facts);
+                if changed {
+                    self.queue.unpark_all();
+                }
+            }
+            watcher::Event::Delete(node) => {
+                self.cluster
+                    .remove_node(node.metadata.name.as_deref().unwrap_or_default());
+            }
         }
-        counts
+    }
+
+    fn class_event(&mut self, event: watcher::Event<RuntimeClass>) {
+        let classes = &mut self.cluster.runtime_classes;
+        match event {
+            watcher::Event::Init => classes.clear(),
+            watcher::Event::InitDone => {}
+            watcher::Event::Apply(class) | watcher::Event::InitApply(class) => {
+                let name = class.metadata.name.clone().unwrap_or_default();
+                classes.insert(name, cluster::RuntimeClassInfo::from_class(&class));
+                self.queue.unpark_all();
+            }
+            watcher::Event::Delete(class) => {
+                classes.remove(class.metadata.name.as_deref().unwrap_or_default());
+            }
+        }
+    }
+
+    fn outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Bound => {}
+            Outcome::BindFailed { pod, retry } => {
+                let key = pod.key();
+                self.assumed.remove(&key);
+                self.cluster.unplace(&key.0, &key.1);
+                if retry {
+                    self.queue.park(pod);
+                }
+            }
+        }
+    }
+
+    async fn schedule_batch(
+        &mut self,
+        client: &kube::Client,
+        writer: &Writer,
+        permits: &Arc<Semaphore>,
+        batch: usize,
+    ) {
+        self.reported.retain(|key, _| self.queue.contains(key));
+        for _ in 0..batch {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                return;
+            };
+            let Some(mut pod) = self.queue.pop() else {
+                return;
+            };
+            if !pod.claims.is_empty() {
+                // Local volumes pin the pod to their node (read afresh: the
+                // provisioner binds claims as pods land).
+                let nodes = volumes::allowed_nodes(client, &pod.namespace, &pod.claims).await;
+                Arc::make_mut(&mut pod).volume_nodes = nodes;
+            }
+            let span =
+                tracing::debug_span!("schedule", pod = %format!("{}/{}", pod.namespace, pod.name));
+            let _enter = span.enter();
+            match plan::decide(&mut self.cluster, &pod) {
+                Decision::Bind(node) => {
+                    self.assumed.insert(pod.key());
+                    self.reported.remove(&pod.key());
+                    self.cluster.place(&node, pod.clone());
+                    writer.bind(pod, node, permit);
+                }
+                Decision::Preempt {
+                    node,
+                    victims,
+                    message,
+                } => {
+                    tracing::info!(node, victims = victims.len(), "preempting");
+                    self.cluster.nominate(&node, pod.clone());
+                    writer.preempt(pod.clone(), node, victims, message.clone(), permit);
+                    self.reported.insert(pod.key(), message);
+                    self.queue.park(pod);
+                }
+                Decision::Unschedulable(message) => {
+                    if self.reported.get(&pod.key()) != Some(&message) {
+                        tracing::info!(message, "unschedulable");
+                        writer.failed(pod.clone(), message.clone(), permit);
+                        self.reported.insert(pod.key(), message);
+                    }
+                    self.queue.park(pod);
+                }
+            }
+        }
     }
 }
 
-fn track_nodes(nodes: &mut HashMap<String, Node>, event: watcher::Event<Node>) {
-    match event {
-        watcher::Event::Init => nodes.clear(),
-        watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
-            nodes.insert(name_of(&node), node);
-        }
-        watcher::Event::Delete(node) => {
-            nodes.remove(&name_of(&node));
-        }
-        watcher::Event::InitDone => {}
-    }
+/// Whether a node change can matter to pods that did not fit before.
+fn same_for_scheduling(old: &NodeFacts, new: &NodeFacts) -> bool {
+    old.ready == new.ready
+        && old.unschedulable == new.unschedulable
+        && old.labels == new.labels
+        && old.taints == new.taints
+        && old.allocatable == new.allocatable
+        && old.runtime_handlers == new.runtime_handlers
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
-
-    fn pod(name: &str, node: Option<&str>, phase: &str) -> Pod {
-        Pod {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("default".into()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(PodSpec {
-                node_name: node.map(String::from),
-                ..PodSpec::default()
-            }),
-            status: Some(PodStatus {
-                phase: Some(phase.into()),
-                ..PodStatus::default()
-            }),
-        }
-    }
-
-    #[test]
-    fn the_book_follows_pods_from_pending_to_placed_to_finished() {
-        let mut book = PodBook::default();
-        book.track(watcher::Event::Apply(pod("a", None, "Pending")));
-        book.track(watcher::Event::Apply(pod("b", Some("n1"), "Running")));
-        assert_eq!(book.pending.len(), 1);
-        assert_eq!(book.counts().get("n1"), Some(&1));
-
-        book.track(watcher::Event::Apply(pod("a", Some("n1"), "Running")));
-        assert!(book.pending.is_empty());
-        assert_eq!(book.counts().get("n1"), Some(&2));
-
-        book.track(watcher::Event::Apply(pod("b", Some("n1"), "Succeeded")));
-        book.track(watcher::Event::Delete(pod("a", Some("n1"), "Running")));
-        assert_eq!(
-            book.counts().get("n1"),
-            None,
-            "finished and deleted pods free their node"
-        );
-
-        let mut other = pod("c", None, "Pending");
-        other.spec.as_mut().unwrap().scheduler_name = Some("someone-else".into());
-        book.track(watcher::Event::Apply(other));
-        assert!(
-            book.pending.is_empty(),
-            "pods for another scheduler are left alone"
-        );
-    }
-}
+mod tests;

@@ -1,117 +1,245 @@
-//! The scheduling decision, kept pure so it is tested without a cluster.
+//! The scheduling decision, kept pure so it is tested without a cluster:
+//! filter the nodes (a sample of a big cluster, as kube-scheduler does),
+//! score the feasible ones, and when none fits, see whether evicting
+//! lower-priority pods would make room.
 
-use k8s_openapi::api::core::v1::Node;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// What the scheduler needs to know about a node.
+use crate::cluster::Cluster;
+use crate::facts::{NodeInfo, PodInfo};
+use crate::filter::{PodContext, Reason, insufficient};
+use crate::score;
+
+/// What to do with a pending pod.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NodeFacts {
-    pub name: String,
-    pub ready: bool,
-    pub unschedulable: bool,
-    /// Pods bound to the node and not finished.
-    pub pods: usize,
-    /// `status.allocatable.pods`, if reported.
-    pub max_pods: Option<usize>,
+pub enum Decision {
+    Bind(String),
+    /// No node fits; evicting `victims` from `node` would make room. The
+    /// message explains why nothing fits now (the FailedScheduling event).
+    Preempt {
+        node: String,
+        victims: Vec<Arc<PodInfo>>,
+        message: String,
+    },
+    Unschedulable(String),
 }
 
-impl NodeFacts {
-    pub fn from_node(node: &Node, pods: usize) -> NodeFacts {
-        let status = node.status.as_ref();
-        let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        let max_pods = status
-            .and_then(|s| s.allocatable.as_ref())
-            .and_then(|a| a.get("pods"))
-            .and_then(|q| q.0.parse().ok());
-        NodeFacts {
-            name: node.metadata.name.clone().unwrap_or_default(),
-            ready,
-            unschedulable: node
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false),
-            pods,
-            max_pods,
+/// How many feasible nodes to find before scoring (kube-scheduler's
+/// adaptive `percentageOfNodesToScore`: 50 % minus 1 % per 125 nodes, at
+/// least 5 %, at least 100 nodes).
+pub fn nodes_to_find(total: usize) -> usize {
+    if total < 100 {
+        return total;
+    }
+    let percent = 50usize.saturating_sub(total / 125).max(5);
+    (total * percent / 100).max(100)
+}
+
+/// Decide for one pod. Moves `cluster.next_start` on, so consecutive
+/// decisions look at different parts of a big cluster.
+pub fn decide(cluster: &mut Cluster, pod: &PodInfo) -> Decision {
+    let context = PodContext::new(pod, cluster);
+    let key = pod.key();
+    // A pod that preempted goes back to its nominated node if it fits now.
+    if let Some(node) = cluster.nominated_node(&key)
+        && let Some(info) = cluster.node(node)
+        && context
+            .check(
+                info,
+                cluster.nominated_on(node, pod.priority, &key).as_ref(),
+            )
+            .is_ok()
+    {
+        return Decision::Bind(node.to_string());
+    }
+    let slots = cluster.slot_count();
+    let want = nodes_to_find(cluster.known_count());
+    let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(slots));
+    let mut failures: Vec<(&NodeInfo, Vec<Reason>)> = Vec::new();
+    let start = cluster.next_start % slots.max(1);
+    let mut looked = 0;
+    for step in 0..slots {
+        if feasible.len() >= want && want > 0 {
+            break;
         }
+        looked = step + 1;
+        let Some(node) = cluster.slot_at((start + step) % slots) else {
+            continue;
+        };
+        let extra = cluster.nominated_on(&node.facts.name, pod.priority, &key);
+        match context.check(node, extra.as_ref()) {
+            Ok(()) => feasible.push(node),
+            Err(reasons) => failures.push((node, reasons)),
+        }
+    }
+    let next = (start + looked) % slots.max(1);
+    let decision = if let Some(best) = score::best(&context, &feasible, cluster) {
+        Decision::Bind(best)
+    } else {
+        let message = unschedulable_message(cluster.known_count(), &failures);
+        match preemption(&context, cluster, &failures) {
+            Preemption::Victims(node, victims) => Decision::Preempt {
+                node,
+                victims,
+                message,
+            },
+            Preemption::NotEligible => Decision::Unschedulable(format!(
+                "{message} preemption: not eligible due to preemptionPolicy=Never."
+            )),
+            Preemption::None(why) => {
+                Decision::Unschedulable(format!("{message} preemption: {why}"))
+            }
+        }
+    };
+    cluster.next_start = next;
+    decision
+}
+
+/// `0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient cpu.`
+/// — counts per reason, sorted as kube-scheduler sorts them.
+pub fn unschedulable_message(total: usize, failures: &[(&NodeInfo, Vec<Reason>)]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, reasons) in failures {
+        for reason in reasons {
+            *counts.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+    summary(total, counts)
+}
+
+fn summary(total: usize, counts: BTreeMap<String, usize>) -> String {
+    let mut parts: Vec<String> = counts
+        .into_iter()
+        .map(|(reason, n)| format!("{n} {reason}"))
+        .collect();
+    parts.sort();
+    if parts.is_empty() {
+        format!("0/{total} nodes are available.")
+    } else {
+        format!("0/{total} nodes are available: {}.", parts.join(", "))
     }
 }
 
-/// Pick the node for a pod: Ready, schedulable nodes with room, the least
-/// loaded first (ties by name, so the choice is stable). On failure, the
-/// reason in `kubectl describe`'s words: `0/3 nodes are available: …`.
-pub fn pick_node(nodes: &[NodeFacts]) -> Result<String, String> {
-    let mut not_ready = 0;
-    let mut cordoned = 0;
-    let mut full = 0;
-    let mut best: Option<&NodeFacts> = None;
-    for node in nodes {
-        if !node.ready {
-            not_ready += 1;
-        } else if node.unschedulable {
-            cordoned += 1;
-        } else if node.max_pods.is_some_and(|max| node.pods >= max) {
-            full += 1;
-        } else if best.is_none_or(|b| (node.pods, &node.name) < (b.pods, &b.name)) {
-            best = Some(node);
-        }
-    }
-    if let Some(node) = best {
-        return Ok(node.name.clone());
-    }
-    let mut reasons = Vec::new();
-    if not_ready > 0 {
-        reasons.push(format!("{not_ready} node(s) were not ready"));
-    }
-    if cordoned > 0 {
-        reasons.push(format!("{cordoned} node(s) were unschedulable"));
-    }
-    if full > 0 {
-        reasons.push(format!("{full} Too many pods"));
-    }
-    let mut message = format!("0/{} nodes are available", nodes.len());
-    if !reasons.is_empty() {
-        message.push_str(": ");
-        message.push_str(&reasons.join(", "));
-    }
-    message.push('.');
-    Err(message)
+enum Preemption {
+    Victims(String, Vec<Arc<PodInfo>>),
+    NotEligible,
+    None(String),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(name: &str, ready: bool, pods: usize) -> NodeFacts {
-        NodeFacts {
-            name: name.into(),
-            ready,
-            unschedulable: false,
-            pods,
-            max_pods: Some(110),
+/// kube-scheduler's default preemption, for resources and host ports: on
+/// each node whose failures eviction could fix, remove every lower-priority
+/// pod, check the pod fits, then keep back as many victims as still fit
+/// (highest priority first). Choose the node whose most important victim is
+/// least important, then the smallest sum of priorities, then the fewest
+/// victims.
+fn preemption(
+    context: &PodContext<'_>,
+    cluster: &Cluster,
+    failures: &[(&NodeInfo, Vec<Reason>)],
+) -> Preemption {
+    let pod = context.pod;
+    if pod.never_preempts {
+        return Preemption::NotEligible;
+    }
+    let key = pod.key();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut best: Option<Candidate> = None;
+    for (node, reasons) in failures {
+        if !reasons.iter().all(Reason::resolvable) {
+            *counts
+                .entry("Preemption is not helpful for scheduling".into())
+                .or_default() += 1;
+            continue;
+        }
+        let extra = cluster.nominated_on(&node.facts.name, pod.priority, &key);
+        match victims_on(context, node, extra.as_ref()) {
+            Some(victims) => {
+                let top = victims
+                    .iter()
+                    .map(|v| i64::from(v.priority))
+                    .max()
+                    .unwrap_or(i64::MIN);
+                let sum: i64 = victims.iter().map(|v| i64::from(v.priority)).sum();
+                let candidate = (top, sum, victims.len(), node.facts.name.clone(), victims);
+                let better = best.as_ref().is_none_or(|b| {
+                    (candidate.0, candidate.1, candidate.2, &candidate.3) < (b.0, b.1, b.2, &b.3)
+                });
+                if better {
+                    best = Some(candidate);
+                }
+            }
+            None => {
+                *counts
+                    .entry("No preemption victims found for incoming pod".into())
+                    .or_default() += 1
+            }
         }
     }
-
-    #[test]
-    fn picks_the_least_loaded_ready_node() {
-        let nodes = [node("a", true, 3), node("b", true, 1), node("c", false, 0)];
-        assert_eq!(pick_node(&nodes), Ok("b".into()));
+    match best {
+        Some((_, _, _, node, victims)) => Preemption::Victims(node, victims),
+        None => Preemption::None(summary(cluster.known_count(), counts)),
     }
+}
 
-    #[test]
-    fn explains_why_nothing_fits() {
-        let mut cordoned = node("b", true, 0);
-        cordoned.unschedulable = true;
-        let mut full = node("c", true, 110);
-        full.max_pods = Some(110);
-        let err = pick_node(&[node("a", false, 0), cordoned, full]).unwrap_err();
-        assert_eq!(
-            err,
-            "0/3 nodes are available: 1 node(s) were not ready, 1 node(s) were unschedulable, 1 Too many pods."
-        );
-        assert_eq!(pick_node(&[]).unwrap_err(), "0/0 nodes are available.");
+/// A node preemption could use: (most important victim's priority, sum of
+/// the victims' priorities, how many, node name, the victims).
+type Candidate = (i64, i64, usize, String, Vec<Arc<PodInfo>>);
+
+/// The fewest lower-priority pods to evict from `node` for `pod` to fit.
+fn victims_on(
+    context: &PodContext<'_>,
+    node: &NodeInfo,
+    extra: Option<&crate::facts::Resources>,
+) -> Option<Vec<Arc<PodInfo>>> {
+    let pod = context.pod;
+    let mut lower: Vec<Arc<PodInfo>> = node
+        .pods
+        .iter()
+        .filter(|p| p.priority < pod.priority)
+        .cloned()
+        .collect();
+    if lower.is_empty() {
+        return None;
     }
+    let mut remaining = node.clone();
+    for victim in &lower {
+        remaining.remove(&victim.namespace, &victim.name);
+    }
+    if !fits_without(context, &remaining, extra) {
+        return None;
+    }
+    // Keep back the most important first; newer pods go before older ones.
+    lower.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created.cmp(&b.created)));
+    let mut victims = Vec::new();
+    for candidate in lower {
+        remaining.add(candidate.clone());
+        if !fits_without(context, &remaining, extra) {
+            remaining.remove(&candidate.namespace, &candidate.name);
+            victims.push(candidate);
+        }
+    }
+    Some(victims)
+}
+
+fn fits_without(
+    context: &PodContext<'_>,
+    node: &NodeInfo,
+    extra: Option<&crate::facts::Resources>,
+) -> bool {
+    let pod = context.pod;
+    let ports_free = pod.host_ports.is_empty()
+        || !node.pods.iter().any(|p| {
+            p.host_ports
+                .iter()
+                .any(|held| pod.host_ports.iter().any(|want| want.clashes(held)))
+        });
+    ports_free
+        && insufficient(
+            &pod.requests,
+            &node.requested,
+            extra,
+            &node.facts.allocatable,
+        )
+        .is_empty()
 }

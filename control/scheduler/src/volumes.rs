@@ -2,23 +2,24 @@
 //! path provisioner's) is pinned to its node by the volume's `nodeAffinity`, and
 //! a pod using it must be bound to that node.
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::Api;
 
 /// The nodes the pod's bound PersistentVolumes allow, or `None` when no volume
 /// pins the pod. A claim that cannot be read or is not bound yet pins nothing
 /// (the node-local provisioner binds it on the node the pod lands on).
-pub async fn allowed_nodes(client: &kube::Client, pod: &Pod) -> Option<Vec<String>> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let claims = pod.spec.as_ref()?.volumes.iter().flatten();
-    let claims = claims.filter_map(|v| v.persistent_volume_claim.as_ref());
+pub async fn allowed_nodes(
+    client: &kube::Client,
+    namespace: &str,
+    claims: &[String],
+) -> Option<Vec<String>> {
     let mut allowed: Option<Vec<String>> = None;
     for claim in claims {
-        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
-        let volume_name = match api.get_opt(&claim.claim_name).await {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+        let volume_name = match api.get_opt(claim).await {
             Ok(found) => found.and_then(|c| c.spec?.volume_name),
             Err(err) => {
-                tracing::warn!(%err, claim = claim.claim_name, "reading the claim failed");
+                tracing::warn!(%err, claim, "reading the claim failed");
                 None
             }
         };

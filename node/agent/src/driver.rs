@@ -121,6 +121,11 @@ pub struct PodSandbox {
     /// `terminationGracePeriodSeconds` (default 30 s): how long a stopping
     /// process may take after SIGTERM before it is killed.
     pub grace_period: Duration,
+    /// The pod's `securityContext` user and groups, which a container's own
+    /// `securityContext` overrides (drivers that run processes as users honour them).
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
     /// The pod's `skiff.dev/allow-outbound` annotation: the hosts its containers
     /// may reach (a Wasm driver enforces it; nothing when absent).
     pub allow_outbound: Option<String>,
@@ -183,6 +188,11 @@ pub struct ServedPort {
 /// before the first request is accepted.
 pub type PortsReport = Box<dyn FnOnce(Vec<ServedPort>) + Send>;
 
+/// Called once by a driver when the attempt's container exists, with its
+/// runtime id (`docker://<id>`), shown as the container's `containerID`
+/// instead of the agent's own `wasm://…` id.
+pub type StartedReport = Box<dyn FnOnce(String) + Send>;
+
 /// A host directory the process sees at `container_path`: one of the pod's
 /// volumes (see [`crate::volumes`]), preopened by the Wasm driver; an OCI
 /// driver bind-mounts the same directory.
@@ -221,6 +231,8 @@ pub struct ProcessSpec {
     pub limits: ProcessLimits,
     /// The pod and container this process belongs to (absent in some tests).
     pub context: Option<ProcessContext>,
+    /// Called with the runtime's own container id once it has one.
+    pub started_report: Option<StartedReport>,
 }
 
 /// Where an exec'd command's input comes from.
@@ -259,6 +271,7 @@ impl ContainerTemplate {
             working_dir: self.working_dir.clone(),
             limits: self.limits,
             context: self.context.clone(),
+            started_report: None,
         }
     }
 }
@@ -266,7 +279,7 @@ impl ContainerTemplate {
 /// One command to run in a running container (`kubectl exec`, an exec probe).
 pub struct ExecSpec {
     /// argv, argv\[0\] first.
-    pub args: Vec<String>,
+    pub command: Vec<String>,
     /// `None` when the client sends no input (the command reads end-of-file).
     pub stdin: Option<InputStream>,
     pub stdout: OutputStream,
@@ -375,7 +388,7 @@ pub trait ContainerDriver: Send + Sync + 'static {
         exec: ExecSpec,
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
-        let process = container.process(exec.args, exec.stdout, exec.stderr);
+        let process = container.process(exec.command, exec.stdout, exec.stderr);
         self.run(&container.image, process, cancel)
     }
 
@@ -402,6 +415,21 @@ pub trait ContainerDriver: Send + Sync + 'static {
     /// restart) can go.
     fn retain_pods<'a>(&'a self, _pod_uids: &'a HashSet<String>) -> BoxFuture<'a, ()> {
         futures::future::ready(()).boxed()
+    }
+
+    /// Runs `exec.command` inside the running container `container` of the pod
+    /// `pod_uid` (Docker exec for the OCI driver), to its end. `Err(exec)` hands
+    /// the request back when this driver runs no such container: the Wasm
+    /// driver has no process to enter, so an exec probe there starts the
+    /// container's program anew with the probe's argv instead. Dropping the
+    /// future stops waiting; it does not kill the command.
+    fn exec_in_container<'a>(
+        &'a self,
+        _pod_uid: &'a str,
+        _container: &'a str,
+        exec: ExecSpec,
+    ) -> Result<BoxFuture<'a, Result<ExitStatus, RunError>>, ExecSpec> {
+        Err(exec)
     }
 
     /// Extra Node conditions about the driver's health (e.g. the container

@@ -202,7 +202,7 @@ pub async fn session(
     });
 
     let exec = ExecSpec {
-        args: request.command.clone(),
+        command: request.command.clone(),
         stdin: request
             .stdin
             .then(|| Box::new(stdin_r) as crate::driver::InputStream),

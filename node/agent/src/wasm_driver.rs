@@ -171,7 +171,7 @@ impl ContainerDriver for WasmRuntime {
                 });
             }
             let ExecSpec {
-                args,
+                command: args,
                 stdin,
                 stdout,
                 stderr,
@@ -237,6 +237,7 @@ fn wasm_process(
         working_dir,
         limits,
         context,
+        started_report: _,
     } = process;
     let egress = egress_of(context.as_ref())?;
     let process = Process {

@@ -18,8 +18,8 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Container;
 use skiff_agent::driver::{
     BoxError, ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, ExecSpec,
-    ExitStatus, ImagePullPolicy, PodSandbox, PrepareError, PreparedImage, ProcessContext,
-    ProcessSpec, PullRequest, RunError, ServedPort,
+    ExitStatus, ImagePullPolicy, MountSpec, PodSandbox, PrepareError, PreparedImage,
+    ProcessContext, ProcessSpec, PullRequest, RunError, ServedPort,
 };
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,11 @@ use crate::auth::credentials_for;
 use crate::labels;
 use crate::pause;
 use crate::resources;
+use crate::security;
+
+fn non_empty_mounts(mounts: Vec<bollard::models::Mount>) -> Option<Vec<bollard::models::Mount>> {
+    (!mounts.is_empty()).then_some(mounts)
+}
 
 /// How the driver reaches the engine and builds its sandboxes.
 #[derive(Debug, Clone)]
@@ -70,9 +75,11 @@ struct Sandbox {
     ip: Option<IpAddr>,
 }
 
-/// What `prepare` hands to `run`: the image's local id (config digest).
+/// What `prepare` hands to `run`: the image's local id (config digest) and
+/// the user its config runs as (for `runAsNonRoot`).
 struct LocalImage {
     id: String,
+    user: String,
 }
 
 struct Inner {
@@ -84,6 +91,8 @@ struct Inner {
     /// pod starting together make one).
     sandboxes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Sandbox>>>>>,
     ips: Mutex<HashMap<String, IpAddr>>,
+    /// The running container of each (pod uid, container name), for exec.
+    running: Mutex<HashMap<(String, String), String>>,
     /// Serialises the one-time build of the default pause image.
     pause_ready: tokio::sync::Mutex<bool>,
 }
@@ -151,6 +160,7 @@ impl OciDriver {
                 config,
                 sandboxes: Mutex::default(),
                 ips: Mutex::default(),
+                running: Mutex::default(),
                 pause_ready: tokio::sync::Mutex::new(false),
             }),
             detach,
@@ -266,10 +276,11 @@ impl OciDriver {
 
     /// The image's local id and the digest shown as `imageID` (the registry
     /// digest when it came from one, else the local id).
-    async fn local_image(&self, image: &str) -> Result<Option<(String, String)>, BoxError> {
+    async fn local_image(&self, image: &str) -> Result<Option<(LocalImage, String)>, BoxError> {
         match self.docker().inspect_image(image).await {
             Ok(found) => {
                 let id = found.id.unwrap_or_default();
+                let user = found.config.and_then(|c| c.user).unwrap_or_default();
                 // One image can have digests in several registries: the one
                 // of the repository named is shown.
                 let repo = split_reference(image).0.split('@').next().unwrap_or(image);
@@ -280,7 +291,7 @@ impl OciDriver {
                     .or(digests.first())
                     .cloned()
                     .unwrap_or_else(|| id.clone());
-                Ok(Some((id, shown)))
+                Ok(Some((LocalImage { id, user }, shown)))
             }
             Err(error) if not_found(&error) => Ok(None),
             Err(error) => Err(other(engine_message(&error))),
@@ -294,6 +305,19 @@ impl OciDriver {
         image: &str,
         pull: &PullRequest,
     ) -> Result<PreparedImage, PrepareError> {
+        if !self.check().await {
+            // Not the image's fault: the pod waits with CreateContainerError
+            // until the engine is back (the node's OCIRuntimeReady says why).
+            let why = self.inner.health.lock().expect("health").clone().err();
+            return Err(PrepareError::Create {
+                image: image.to_string(),
+                source: format!(
+                    "the OCI runtime is unavailable: {}",
+                    why.unwrap_or_default()
+                )
+                .into(),
+            });
+        }
         let prepared = self.local_or_pulled(image, pull).await?;
         if let Some(pod) = &pull.pod {
             self.sandbox(pod)
@@ -316,9 +340,9 @@ impl OciDriver {
             source,
         };
         if pull.policy != ImagePullPolicy::Always
-            && let Some((id, shown)) = self.local_image(image).await.map_err(pull_error)?
+            && let Some((local, shown)) = self.local_image(image).await.map_err(pull_error)?
         {
-            return Ok(PreparedImage::new(shown, LocalImage { id }));
+            return Ok(PreparedImage::new(shown, local));
         }
         if pull.policy == ImagePullPolicy::Never {
             return Err(pull_error(
@@ -326,12 +350,12 @@ impl OciDriver {
             ));
         }
         self.pull(image, pull).await.map_err(pull_error)?;
-        let (id, shown) = self
+        let (local, shown) = self
             .local_image(image)
             .await
             .map_err(pull_error)?
             .ok_or_else(|| pull_error("the engine pulled the image but cannot find it".into()))?;
-        Ok(PreparedImage::new(shown, LocalImage { id }))
+        Ok(PreparedImage::new(shown, local))
     }
 
     /// Builds the default pause image from the host's static busybox if the
@@ -518,7 +542,7 @@ impl OciDriver {
     async fn start_process(
         &self,
         image: &LocalImage,
-        env: &[(String, String)],
+        (env, mounts): (&[(String, String)], &[MountSpec]),
         context: &ProcessContext,
         sandbox: &Sandbox,
     ) -> Result<String, BoxError> {
@@ -533,7 +557,10 @@ impl OciDriver {
             (_, None) => (None, None),
         };
         let limits = resources::limits(spec).map_err(other)?;
+        let security = security::security(spec, pod, &image.user).map_err(other)?;
+        let non_empty = |list: Vec<String>| (!list.is_empty()).then_some(list);
         let body = ContainerCreateBody {
+            user: security.user,
             image: Some(image.id.clone()),
             entrypoint,
             cmd,
@@ -556,6 +583,12 @@ impl OciDriver {
                 // No swap: over the limit means the OOM killer, as on a kubelet node.
                 memory_swap: limits.memory,
                 nano_cpus: limits.nano_cpus,
+                mounts: non_empty_mounts(security::bind_mounts(mounts)),
+                readonly_rootfs: Some(security.readonly_rootfs),
+                cap_add: non_empty(security.cap_add),
+                cap_drop: non_empty(security.cap_drop),
+                group_add: non_empty(security.group_add),
+                security_opt: non_empty(security.security_opt),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
@@ -600,10 +633,19 @@ impl OciDriver {
                 id
             }
             None => self
-                .start_process(local, &process.env, &context, &sandbox)
+                .start_process(local, (&process.env, &process.mounts), &context, &sandbox)
                 .await
                 .map_err(run_error)?,
         };
+        if let Some(report) = process.started_report.take() {
+            report(format!("docker://{id}"));
+        }
+        let key = (context.pod.uid.clone(), context.container.name.clone());
+        self.inner
+            .running
+            .lock()
+            .expect("running")
+            .insert(key.clone(), id.clone());
         if let (Some(report), Some(ip)) = (ports_report, sandbox.ip) {
             report(
                 process
@@ -634,6 +676,7 @@ impl OciDriver {
             _ = cancel.cancelled() => true,
             () = wait => false,
         };
+        self.inner.running.lock().expect("running").remove(&key);
         if stopped_by_us && self.detach.is_cancelled() {
             // The agent is shutting down: the container keeps running for the
             // next agent to adopt.
@@ -792,6 +835,32 @@ impl ContainerDriver for OciDriver {
         self.retain(pod_uids).boxed()
     }
 
+    fn exec_in_container<'a>(
+        &'a self,
+        pod_uid: &'a str,
+        container: &'a str,
+        exec: ExecSpec,
+    ) -> Result<BoxFuture<'a, Result<ExitStatus, RunError>>, ExecSpec> {
+        let key = (pod_uid.to_string(), container.to_string());
+        let Some(id) = self
+            .inner
+            .running
+            .lock()
+            .expect("running")
+            .get(&key)
+            .cloned()
+        else {
+            return Err(exec);
+        };
+        let docker = self.docker();
+        Ok(async move {
+            crate::exec::run_in(&docker, &id, exec)
+                .await
+                .map_err(|source| RunError { source })
+        }
+        .boxed())
+    }
+
     fn node_conditions(&self) -> Vec<DriverCondition> {
         let health = self.inner.health.lock().expect("health").clone();
         vec![match health {
@@ -840,7 +909,12 @@ mod tests {
             .prepare("127.0.0.1:5000/a:1", &PullRequest::default())
             .await
             .unwrap_err();
-        assert!(err.is_pull_error(), "{err}");
+        // The engine, not the image, is at fault: CreateContainerError.
+        assert!(!err.is_pull_error(), "{err}");
+        assert!(
+            skiff_agent::driver::error_chain(&err).contains("the OCI runtime is unavailable"),
+            "{err}"
+        );
         detach.cancel();
         std::fs::remove_dir_all(&dir).unwrap();
     }

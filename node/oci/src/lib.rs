@@ -11,6 +11,9 @@
 //!   Kubernetes; env, workingDir, memory/CPU limits ([`resources`]); the output
 //!   is copied into the agent's log files; a stop is SIGTERM, then SIGKILL after
 //!   the grace period; an OOM kill is reported as such.
+//! - **Volumes and security**: the agent's volume directories are bind-mounted;
+//!   `securityContext` users, groups, read-only root and capabilities are set
+//!   ([`security`]); exec probes run through Docker exec.
 //! - **Cleanup**: every container carries [`labels`] naming the node, pod and
 //!   container, so a restarted agent adopts running containers and removes
 //!   leftovers; a finished pod's containers are removed.
@@ -27,5 +30,6 @@ mod exec;
 pub mod labels;
 pub mod pause;
 pub mod resources;
+pub mod security;
 
 pub use driver::{OciConfig, OciDriver, OciError};

@@ -9,12 +9,15 @@
 //! - `pod-start`: pod create → Ready on the real `skiff up`, pods started per second
 //!   and node memory per idle pod, against the same program as a native process.
 //! - `store`: etcd 3.4 (Debian's `etcd`) against `skiff-store`, 1 and 3 members.
+//! - `scheduler`: pods bound per second on 1,000 and 5,000 fake nodes and bind
+//!   latency, against kube-scheduler's published throughput.
 //!
 //! Figures and the commands that produced them are in `docs/benchmarks.md`.
 
 mod pod_start;
 mod process;
 mod report;
+mod scheduler;
 mod store;
 
 use anyhow::Result;
@@ -36,6 +39,8 @@ enum Bench {
     PodStart(pod_start::Options),
     /// etcd 3.4 vs skiff-store: puts, linearizable gets and watch latency.
     Store(store::Options),
+    /// Scheduler throughput and bind latency on 1,000 and 5,000 fake nodes.
+    Scheduler(scheduler::Options),
     /// One skiff-store member process, started by `store` (not for direct use).
     #[command(hide = true)]
     StoreMember(store::MemberOptions),
@@ -47,6 +52,7 @@ async fn main() -> Result<()> {
     let comparisons = match cli.bench {
         Bench::PodStart(options) => pod_start::run(options).await?,
         Bench::Store(options) => store::run(options).await?,
+        Bench::Scheduler(options) => scheduler::run(options).await?,
         Bench::StoreMember(options) => return store::run_member(options).await,
     };
     report::finish(&comparisons);

@@ -1,5 +1,6 @@
 //! The built-in kinds: per kind its defaults, validation and table columns.
 
+pub mod admission;
 pub mod allocate;
 pub mod common;
 pub mod configmap;
@@ -20,6 +21,7 @@ pub mod networkpolicy;
 pub mod node;
 pub mod pdb;
 pub mod pod;
+pub mod priorityclass;
 pub mod quota;
 pub mod rbac;
 pub mod replicaset;

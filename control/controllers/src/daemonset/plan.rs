@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
-use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::history;
-use crate::pods::{is_active, is_available, is_ready};
+use crate::pods::{is_active, is_available, is_ready, tolerates};
 
 /// The writes that bring a DaemonSet's pods to its spec.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -198,27 +198,6 @@ pub fn should_run(template: &k8s_openapi::api::core::v1::PodTemplateSpec, node: 
             .iter()
             .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
             .all(|t| tolerations.iter().any(|tol| tolerates(tol, t)))
-}
-
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if toleration
-        .effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    match toleration.operator.as_deref() {
-        Some("Exists") => toleration
-            .key
-            .as_deref()
-            .is_none_or(|k| k.is_empty() || k == taint.key),
-        _ => {
-            toleration.key.as_deref() == Some(taint.key.as_str())
-                && toleration.value.as_deref().unwrap_or_default()
-                    == taint.value.as_deref().unwrap_or_default()
-        }
-    }
 }
 
 /// The node a daemon pod is for: its binding, else the node its affinity

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,8 @@ use crate::Error;
 use crate::pods::controller_ref;
 use crate::runtime::{Backoff, Expectations, drive, key_of};
 
+/// The name events carry, as kube-controller-manager's.
+const COMPONENT: &str = "deployment-controller";
 const RESYNC: Duration = Duration::from_secs(300);
 
 struct Context {
@@ -136,7 +138,20 @@ async fn execute(
                 let rs_name = rs.metadata.name.clone().unwrap_or_default();
                 match sets.create(&PostParams::default(), rs).await {
                     Ok(_) => {
-                        tracing::info!(replicaset = %rs_name, replicas = ?rs.spec.as_ref().and_then(|s| s.replicas), "created replicaset");
+                        let replicas = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                        tracing::info!(replicaset = %rs_name, replicas, "created replicaset");
+                        if replicas > 0 {
+                            let message =
+                                format!("Scaled up replica set {rs_name} from 0 to {replicas}");
+                            crate::events::normal(
+                                &context.client,
+                                COMPONENT,
+                                deployment,
+                                "ScalingReplicaSet",
+                                &message,
+                            )
+                            .await;
+                        }
                         context.expectations.expect(key, vec![rs_name], vec![]);
                     }
                     // The cache is behind; the next reconcile sees it.
@@ -159,6 +174,10 @@ async fn execute(
                 replicas,
                 annotations,
             } => {
+                let before = context
+                    .sets
+                    .get(&ObjectRef::new(rs_name).within(&namespace))
+                    .and_then(|rs| rs.spec.as_ref().and_then(|s| s.replicas));
                 let mut patch = json!({"metadata": {"annotations": annotations}});
                 if let Some(replicas) = replicas {
                     patch["spec"] = json!({"replicas": replicas});
@@ -170,6 +189,21 @@ async fn execute(
                         Error::write("updating replicaset", &namespace, rs_name, source)
                     })?;
                 tracing::info!(replicaset = %rs_name, ?replicas, "updated replicaset");
+                if let (Some(from), Some(to)) = (before, *replicas)
+                    && from != to
+                {
+                    let direction = if to > from { "up" } else { "down" };
+                    let message =
+                        format!("Scaled {direction} replica set {rs_name} from {from} to {to}");
+                    crate::events::normal(
+                        &context.client,
+                        COMPONENT,
+                        deployment,
+                        "ScalingReplicaSet",
+                        &message,
+                    )
+                    .await;
+                }
                 if let Some(rv) = updated.metadata.resource_version {
                     context
                         .expectations

@@ -27,6 +27,8 @@ use crate::{Error, names, owned};
 
 /// Why a ReplicaSet is reconciled again while nothing changes: a safety net
 /// for a missed watch event.
+/// The name events carry, as kube-controller-manager's.
+const COMPONENT: &str = "replicaset-controller";
 const RESYNC: Duration = Duration::from_secs(300);
 
 struct Context {
@@ -157,10 +159,17 @@ async fn execute(rs: &ReplicaSet, plan: &Plan, context: &Context) -> Result<(), 
             .await
             .map_err(|source| Error::write("creating pod", &namespace, name, source))?;
         tracing::info!(pod = %name, "created pod");
+        let message = format!("Created pod: {name}");
+        crate::events::normal(&context.client, COMPONENT, rs, "SuccessfulCreate", &message).await;
     }
     for name in &plan.delete {
         match pods.delete(name, &DeleteParams::default()).await {
-            Ok(_) => tracing::info!(pod = %name, "deleted pod"),
+            Ok(_) => {
+                tracing::info!(pod = %name, "deleted pod");
+                let message = format!("Deleted pod: {name}");
+                crate::events::normal(&context.client, COMPONENT, rs, "SuccessfulDelete", &message)
+                    .await;
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(source) => return Err(Error::write("deleting pod", &namespace, name, source)),
         }

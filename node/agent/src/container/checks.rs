@@ -40,7 +40,15 @@ impl ContainerChecks {
                 return Ok(found.address);
             }
         }
-        let host = host.unwrap_or(&self.host_ip);
+        let pod_ip = match (host, &self.exec.container.context) {
+            (None, Some(context)) => self
+                .exec
+                .driver
+                .pod_ip(&context.pod.uid)
+                .map(|ip| ip.to_string()),
+            _ => None,
+        };
+        let host = host.or(pod_ip.as_deref()).unwrap_or(&self.host_ip);
         format!("{host}:{port}")
             .parse()
             .or_else(|_| format!("[{host}]:{port}").parse())
@@ -90,7 +98,7 @@ impl ContainerChecks {
     async fn exec(&self, command: &[String]) -> Result<(), String> {
         let template = &self.exec;
         let exec = ExecSpec {
-            args: command.to_vec(),
+            command: command.to_vec(),
             stdin: None,
             stdout: Box::new(tokio::io::sink()),
             stderr: Box::new(tokio::io::sink()),

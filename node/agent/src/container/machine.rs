@@ -87,6 +87,8 @@ pub enum Input {
     Started,
     /// The readiness probe says the container is (not) ready.
     Ready(bool),
+    /// The driver's own id of the running attempt (`docker://…`).
+    RuntimeId(String),
 }
 
 /// The result of one attempt, as it will appear in `state.terminated`.
@@ -202,6 +204,8 @@ pub struct ContainerMachine {
     started: bool,
     /// While running: readiness passed (or there is no readiness probe).
     ready: bool,
+    /// The driver's id of the current attempt, when it has one of its own.
+    runtime_id: Option<String>,
 }
 
 impl ContainerMachine {
@@ -230,6 +234,7 @@ impl ContainerMachine {
             has_readiness_probe: false,
             started: false,
             ready: false,
+            runtime_id: None,
         }
     }
 
@@ -258,8 +263,13 @@ impl ContainerMachine {
         self.restart_count
     }
 
-    /// The id of the current (or next) attempt: `wasm://<pod uid>/<container>/<restart>`.
+    /// The id of the current (or next) attempt: the driver's own
+    /// (`docker://<id>`) once it reported one, else
+    /// `wasm://<pod uid>/<container>/<restart>`.
     pub fn container_id(&self) -> String {
+        if let Some(id) = &self.runtime_id {
+            return id.clone();
+        }
         format!(
             "wasm://{}/{}/{}",
             self.pod_uid, self.name, self.restart_count
@@ -285,6 +295,7 @@ impl ContainerMachine {
         self.phase = match (phase, input) {
             (Phase::Creating, Input::Prepared { image_id }) => {
                 self.image_id = Some(image_id);
+                self.runtime_id = None;
                 self.prepare_failures = 0;
                 self.prepare_backoff.reset();
                 self.started = !self.has_startup_probe;
@@ -334,6 +345,10 @@ impl ContainerMachine {
             }
             (phase @ Phase::Running { .. }, Input::Ready(ready)) => {
                 self.ready = ready && self.started;
+                phase
+            }
+            (phase @ (Phase::Running { .. } | Phase::Stopping { .. }), Input::RuntimeId(id)) => {
+                self.runtime_id = Some(id);
                 phase
             }
             (Phase::Running { started_at, since }, Input::Stop) => {

@@ -228,3 +228,23 @@ fn stray_inputs_are_ignored() {
     m.step(prepared(), Clock::new().at());
     assert_eq!(m.phase(), &Phase::Finished);
 }
+
+#[test]
+fn a_driver_id_replaces_the_agent_id_for_its_attempt_only() {
+    let mut clock = Clock::new();
+    let mut m = machine(RestartPolicy::Always);
+    m.step(prepared(), clock.at());
+    m.step(Input::RuntimeId("docker://abc".into()), clock.at());
+    assert_eq!(m.status().container_id.as_deref(), Some("docker://abc"));
+
+    m.step(exited(1), clock.advance(1));
+    let last = m.status().last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.container_id.as_deref(), Some("docker://abc"));
+
+    // The next attempt has no id of the driver's until it reports one.
+    m.step(Input::BackOffElapsed, clock.advance(10));
+    m.step(prepared(), clock.at());
+    assert_eq!(m.status().container_id.as_deref(), Some("wasm://u1/app/1"));
+    m.step(Input::RuntimeId("docker://def".into()), clock.at());
+    assert_eq!(m.status().container_id.as_deref(), Some("docker://def"));
+}

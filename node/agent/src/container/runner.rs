@@ -396,6 +396,7 @@ impl ContainerRunner {
             }
         };
         let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (runtime_id_tx, mut runtime_ids) = mpsc::unbounded_channel();
         let limits = limits(&self.spec);
         let template = ContainerTemplate {
             image: prepared.clone(),
@@ -438,6 +439,9 @@ impl ContainerRunner {
                 container: Arc::new(self.spec.clone()),
                 restart_count: self.machine.restart_count(),
             }),
+            started_report: Some(Box::new(move |id| {
+                let _ = runtime_id_tx.send(id);
+            })),
         };
         self.event(
             EventType::Normal,
@@ -481,6 +485,10 @@ impl ContainerRunner {
                 }
                 result = &mut attempt_done => break result,
                 Some(verdict) = verdicts.recv() => self.on_verdict(verdict, &kill).await,
+                Some(id) = runtime_ids.recv() => {
+                    self.machine.step(Input::RuntimeId(id), Moment::now());
+                    self.report();
+                }
                 () = &mut prober, if probing => probing = false,
             }
         };

@@ -368,6 +368,22 @@ impl PodWorker {
                     .termination_grace_period_seconds
                     .and_then(|s| u64::try_from(s).ok())
                     .map_or(DEFAULT_GRACE_PERIOD, Duration::from_secs),
+                run_as_user: self
+                    .spec
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.run_as_user),
+                run_as_group: self
+                    .spec
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.run_as_group),
+                supplemental_groups: self
+                    .spec
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.supplemental_groups.clone())
+                    .unwrap_or_default(),
                 allow_outbound: self
                     .object
                     .metadata

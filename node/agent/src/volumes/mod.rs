@@ -122,6 +122,12 @@ impl PodVolumes {
             tokio::fs::create_dir_all(&own)
                 .await
                 .map_err(io_error("creating", &own))?;
+            // World-writable as kubelet makes it: containers of the pod running
+            // as other users (an OCI container's runAsUser) share it too.
+            use std::os::unix::fs::PermissionsExt;
+            tokio::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o777))
+                .await
+                .map_err(io_error("creating", &own))?;
             return Ok(VolumeDir {
                 host_path: own,
                 read_only: false,

@@ -1,9 +1,11 @@
 //! `pod-start`: create → Ready latency, pods started per second and node memory per
 //! idle pod on the real `skiff up`, next to the same program started as a native
-//! process (the peer until the OCI driver exists).
+//! process; and, on the same node in the same run, create → Ready of OCI pods
+//! (Docker containers of the busybox test image) next to the Wasm pods' figure.
 
 mod native;
 mod node;
+mod oci;
 mod pods;
 mod runner;
 
@@ -46,6 +48,10 @@ pub struct Options {
     /// A `skiff` binary to use instead of building `--release --bin skiff`.
     #[arg(long)]
     pub skiff_bin: Option<PathBuf>,
+    /// OCI pods whose create → Ready latency is measured (0: none; skipped
+    /// when Docker does not answer).
+    #[arg(long, default_value_t = 100)]
+    pub oci_count: usize,
 }
 
 /// What one side achieved.
@@ -77,6 +83,9 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
         .with_context(|| format!("on skiff up (log: {})", node.log.display()))?;
     eprintln!("bench:   {}", starter.breakdown());
     drop(starter);
+    let oci = oci::measure(&node, &options, timeout)
+        .await
+        .with_context(|| format!("OCI pods on skiff up (log: {})", node.log.display()))?;
     drop(node);
 
     eprintln!(
@@ -115,7 +124,7 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
         unit,
         better,
     };
-    Ok(vec![
+    let mut results = vec![
         compare(
             "create_to_ready_p50",
             ours.latency.percentile_ms(50.0),
@@ -144,7 +153,22 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
             "KiB",
             Better::Lower,
         ),
-    ])
+    ];
+    if let Some(oci) = oci {
+        // The OCI pods' figures, with the Wasm pods' of the same node as the peer.
+        for (name, percentile) in [("p50", 50.0), ("p99", 99.0)] {
+            results.push(Comparison {
+                bench: "pod-start",
+                metric: format!("oci_create_to_ready_{name}"),
+                ours: oci.percentile_ms(percentile),
+                peer: ours.latency.percentile_ms(percentile),
+                peer_name: "skiff-wasm".to_string(),
+                unit: "ms",
+                better: Better::Lower,
+            });
+        }
+    }
+    Ok(results)
 }
 
 /// Warm-up, latency, then one batch. `memory_kib` reads the memory that counts for

@@ -17,6 +17,7 @@ use super::runner::Starter;
 use crate::report::Samples;
 
 pub const NAMESPACE: &str = "skiff-bench";
+pub const OCI_NAMESPACE: &str = "skiff-bench-oci";
 
 /// Who is waiting for which pod to become Ready or to disappear.
 #[derive(Default)]
@@ -58,6 +59,8 @@ impl Waiters {
 pub struct PodStarter {
     api: Api<Pod>,
     image: String,
+    /// For OCI pods: `runtimeClassName: oci` and the command the image runs.
+    oci_command: Option<Vec<String>>,
     timeout: Duration,
     waiters: Arc<Mutex<Waiters>>,
     watch_task: tokio::task::JoinHandle<()>,
@@ -66,17 +69,38 @@ pub struct PodStarter {
 impl PodStarter {
     /// Creates the namespace and starts the watch; returns once the watch has listed.
     pub async fn new(client: kube::Client, image: String, timeout: Duration) -> Result<Self> {
+        Self::in_namespace(client, NAMESPACE, image, None, timeout).await
+    }
+
+    /// Pods of a container image on the OCI driver, running `command`, in
+    /// their own namespace (so their watch sees only them).
+    pub async fn oci(
+        client: kube::Client,
+        image: String,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        Self::in_namespace(client, OCI_NAMESPACE, image, Some(command), timeout).await
+    }
+
+    async fn in_namespace(
+        client: kube::Client,
+        namespace_name: &str,
+        image: String,
+        oci_command: Option<Vec<String>>,
+        timeout: Duration,
+    ) -> Result<Self> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": NAMESPACE},
+            "metadata": {"name": namespace_name},
         }))?;
         namespaces
             .create(&PostParams::default(), &namespace)
             .await
             .context("creating the benchmark namespace")?;
-        let api: Api<Pod> = Api::namespaced(client, NAMESPACE);
+        let api: Api<Pod> = Api::namespaced(client, namespace_name);
         let waiters = Arc::new(Mutex::new(Waiters::default()));
         let (listed_tx, listed_rx) = oneshot::channel();
         let watch_task = tokio::spawn(follow(api.clone(), waiters.clone(), listed_tx));
@@ -87,6 +111,7 @@ impl PodStarter {
         Ok(PodStarter {
             api,
             image,
+            oci_command,
             timeout,
             waiters,
             watch_task,
@@ -104,6 +129,20 @@ impl PodStarter {
     }
 
     fn pod(&self, name: &str) -> Result<Pod> {
+        if let Some(command) = &self.oci_command {
+            return Ok(serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "labels": {"app": "skiff-bench-oci"}},
+                "spec": {
+                    "restartPolicy": "Always",
+                    "runtimeClassName": "oci",
+                    // The command does not handle SIGTERM: do not wait 30 s for it.
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "main", "image": self.image, "command": command}],
+                },
+            }))?);
+        }
         Ok(serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Pod",
