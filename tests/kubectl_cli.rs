@@ -137,6 +137,43 @@ fn wait_edit_diff_watch_and_prune() -> Result<()> {
         "2"
     );
 
+    // A HorizontalPodAutoscaler written as autoscaling/v1 reads back as v2
+    // (its CPU target a metric) and as v1.
+    let hpa = manifest(
+        dir.path(),
+        "hpa.yaml",
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\n\
+         spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  \
+         maxReplicas: 4\n  targetCPUUtilizationPercentage: 50\n",
+    );
+    cluster.kubectl_ok(&["apply", "-f", hpa.to_str().unwrap()])?;
+    assert_eq!(
+        cluster.kubectl_ok(&[
+            "get",
+            "hpa.v2.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.metrics[0].resource.target.averageUtilization} {.spec.minReplicas}",
+        ])?,
+        "autoscaling/v2 50 1"
+    );
+    let v1: serde_json::Value = serde_json::from_str(&cluster.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web",
+    ])?)?;
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
+    assert!(
+        v1.get("status").is_none() && v1["spec"].get("metrics").is_none(),
+        "{v1}"
+    );
+    let table = cluster.kubectl_ok(&["get", "hpa", "web"])?;
+    assert!(
+        table.contains("Deployment/web") && table.contains("/50%"),
+        "{table}"
+    );
+
     // wait --for=delete
     cluster.kubectl_ok(&["delete", "cm", "c1", "--wait=false"])?;
     cluster.kubectl_ok(&["wait", "--for=delete", "configmap/c1", "--timeout=30s"])?;

@@ -171,6 +171,29 @@ impl<'a> Objects<'a> {
         Objects { store, resource }
     }
 
+    /// A stored object as this resource shows it (autoscaling/v1
+    /// HorizontalPodAutoscalers are stored as v2).
+    fn load(&self, kv: &KeyValue) -> ApiResult<Value> {
+        Ok(self.present(from_kv(kv)?))
+    }
+
+    pub(crate) fn present(&self, object: Value) -> Value {
+        if crate::kinds::hpa_v1::is_v1(self.resource) {
+            crate::kinds::hpa_v1::to_v1(&object)
+        } else {
+            object
+        }
+    }
+
+    /// The stored bytes of an object written through this resource.
+    fn encode(&self, object: &Value) -> Vec<u8> {
+        if crate::kinds::hpa_v1::is_v1(self.resource) {
+            to_bytes(&crate::kinds::hpa_v1::to_v2(object))
+        } else {
+            to_bytes(object)
+        }
+    }
+
     fn not_found(&self, name: &str) -> ApiError {
         ApiError::NotFound {
             resource: self.resource.plural.into(),
@@ -192,7 +215,7 @@ impl<'a> Objects<'a> {
             .get(&self.resource.key(namespace, name))
             .await?
             .ok_or_else(|| self.not_found(name))?;
-        Ok((from_kv(&kv)?, kv))
+        Ok((self.load(&kv)?, kv))
     }
 
     pub async fn list(
@@ -203,7 +226,7 @@ impl<'a> Objects<'a> {
         let range = self.store.range(&self.resource.prefix(namespace)).await?;
         let mut items = Vec::with_capacity(range.kvs.len());
         for kv in &range.kvs {
-            let object = from_kv(kv)?;
+            let object = self.load(kv)?;
             if selectors.matches(&object) {
                 items.push(object);
             }
@@ -403,7 +426,7 @@ impl<'a> Objects<'a> {
         }
         let put = Op::Put {
             key: key.clone(),
-            value: to_bytes(&object),
+            value: self.encode(&object),
         };
         let revision = write_at(self.store, &key, 0, put)
             .await?
@@ -815,7 +838,7 @@ impl<'a> Objects<'a> {
         } else {
             Op::Put {
                 key: kv.key.clone(),
-                value: to_bytes(&next),
+                value: self.encode(&next),
             }
         };
         let revision = write_at(self.store, &kv.key, kv.mod_revision, op)
@@ -917,7 +940,7 @@ impl<'a> Objects<'a> {
     ) -> ApiResult<Value> {
         let put = Op::Put {
             key: kv.key.clone(),
-            value: to_bytes(&next),
+            value: self.encode(&next),
         };
         let revision = write_at(self.store, &kv.key, kv.mod_revision, put)
             .await?

@@ -185,6 +185,7 @@ fn builtin_resources() -> Vec<Resource> {
         crate::kinds::runtimeclass::resource(),
         crate::kinds::priorityclass::resource(),
         crate::kinds::hpa::resource(),
+        crate::kinds::hpa_v1::resource(),
         crate::kinds::pdb::resource(),
         crate::kinds::rbac::role(),
         crate::kinds::rbac::cluster_role(),

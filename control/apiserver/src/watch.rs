@@ -129,6 +129,7 @@ pub async fn start(
             let Some((kind, object)) = classify(&event, &request.selectors) else {
                 continue;
             };
+            let object = Objects::new(&store, resource).present(object);
             if tx.send(encode.event(kind, &object)).await.is_err() {
                 return;
             }

@@ -8,12 +8,18 @@
 //!
 //! - `pod-start`: pod create → Ready on the real `skiff up`, pods started per second
 //!   and node memory per idle pod, against the same program as a native process.
+//! - `http`: `examples/hello-http` served by the node vs `wasmtime serve`: requests/s
+//!   and p99 latency under the same closed-loop load.
+//! - `gateway`: requests/s and p99 through the node gateway to `examples/hello-http`
+//!   (one endpoint), against a native hyper hello server.
 //! - `store`: etcd 3.4 (Debian's `etcd`) against `skiff-store`, 1 and 3 members.
 //! - `scheduler`: pods bound per second on 1,000 and 5,000 fake nodes and bind
 //!   latency, against kube-scheduler's published throughput.
 //!
 //! Figures and the commands that produced them are in `docs/benchmarks.md`.
 
+mod gateway;
+mod http;
 mod pod_start;
 mod process;
 mod report;
@@ -37,6 +43,13 @@ struct Cli {
 enum Bench {
     /// Pod create → Ready, pods per second and RSS per idle pod vs native processes.
     PodStart(pod_start::Options),
+    /// hello-http on the node vs `wasmtime serve`: requests/s and p99.
+    Http(http::Options),
+    /// Requests/s and p99 through the node gateway to hello-http vs a native hyper hello.
+    Gateway(gateway::Options),
+    /// The native hello server `gateway` compares with (not for direct use).
+    #[command(hide = true)]
+    HelloServer(gateway::HelloServerOptions),
     /// etcd 3.4 vs skiff-store: puts, linearizable gets and watch latency.
     Store(store::Options),
     /// Scheduler throughput and bind latency on 1,000 and 5,000 fake nodes.
@@ -51,6 +64,9 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let comparisons = match cli.bench {
         Bench::PodStart(options) => pod_start::run(options).await?,
+        Bench::Http(options) => http::run(options).await?,
+        Bench::Gateway(options) => gateway::run(options).await?,
+        Bench::HelloServer(options) => return gateway::serve_hello(options).await,
         Bench::Store(options) => store::run(options).await?,
         Bench::Scheduler(options) => scheduler::run(options).await?,
         Bench::StoreMember(options) => return store::run_member(options).await,

@@ -441,12 +441,22 @@ fn desired_status(crd: &Value, conflict: Option<&str>) -> Value {
 /// Bring the served registry and the definitions' status in line with the
 /// store; delete the custom resources of definitions being deleted.
 pub async fn refresh(state: &AppState) {
-    if let Err(err) = try_refresh(state).await {
-        tracing::warn!(%err, "refreshing custom resource definitions");
+    // A definition whose deletion completes here goes from the registry in
+    // the second pass, before the deleting request is answered.
+    for _ in 0..2 {
+        match try_refresh(state).await {
+            Ok(true) => continue,
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(%err, "refreshing custom resource definitions");
+                return;
+            }
+        }
     }
 }
 
-async fn try_refresh(state: &AppState) -> ApiResult<()> {
+/// One pass; true when a definition was removed (another pass is due).
+async fn try_refresh(state: &AppState) -> ApiResult<bool> {
     let definitions = definitions_resource();
     let objects = Objects::new(&state.store, &definitions);
     let (crds, _) = objects.list(None, &Selectors::default()).await?;
@@ -491,18 +501,20 @@ async fn try_refresh(state: &AppState) -> ApiResult<()> {
             Err(err) => return Err(err),
         }
     }
+    let mut removed = false;
     for crd in crds
         .iter()
         .filter(|c| !c["metadata"]["deletionTimestamp"].is_null())
     {
-        clean_up(state, crd).await?;
+        removed |= clean_up(state, crd).await?;
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Delete a deleted definition's custom resources; once none is left,
-/// release its finalizer (which completes the deletion).
-async fn clean_up(state: &AppState, crd: &Value) -> ApiResult<()> {
+/// release its finalizer (which completes the deletion). True when the
+/// definition is gone.
+async fn clean_up(state: &AppState, crd: &Value) -> ApiResult<bool> {
     let mut remaining = 0;
     if let Some(version) = crd["spec"]["versions"].as_array().and_then(|v| v.first()) {
         let resource = build(crd, version);
@@ -532,13 +544,13 @@ async fn clean_up(state: &AppState, crd: &Value) -> ApiResult<()> {
         }
     }
     if remaining > 0 {
-        return Ok(());
+        return Ok(false);
     }
     let definitions = definitions_resource();
     let objects = Objects::new(&state.store, &definitions);
     let name = crate::meta::name(crd);
     let Ok((mut current, _)) = objects.get(None, name).await else {
-        return Ok(());
+        return Ok(true);
     };
     let finalizers: Vec<Value> = current["metadata"]["finalizers"]
         .as_array()
@@ -548,7 +560,7 @@ async fn clean_up(state: &AppState, crd: &Value) -> ApiResult<()> {
         .cloned()
         .collect();
     if finalizers.len() == crate::meta::finalizers(&current) {
-        return Ok(());
+        return Ok(false);
     }
     crate::meta::set(&mut current, "finalizers", json!(finalizers));
     let options = WriteOptions {
@@ -559,7 +571,8 @@ async fn clean_up(state: &AppState, crd: &Value) -> ApiResult<()> {
         .update(None, name, &current, Part::Main, &options)
         .await
     {
-        Ok(_) | Err(ApiError::Conflict { .. }) | Err(ApiError::NotFound { .. }) => Ok(()),
+        Ok(_) | Err(ApiError::NotFound { .. }) => Ok(true),
+        Err(ApiError::Conflict { .. }) => Ok(false),
         Err(err) => Err(err),
     }
 }

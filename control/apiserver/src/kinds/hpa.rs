@@ -1,5 +1,5 @@
-//! autoscaling/v2 HorizontalPodAutoscaler. autoscaling/v1 is not served:
-//! it would need conversion between the two shapes.
+//! autoscaling/v2 HorizontalPodAutoscaler, the stored shape; autoscaling/v1
+//! is served from it by conversion ([`crate::kinds::hpa_v1`]).
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use serde_json::{Value, json};

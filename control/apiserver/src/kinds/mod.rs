@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
 pub mod hpa;
+pub mod hpa_v1;
 pub mod ingress;
 pub mod job;
 pub mod lease;

@@ -4,7 +4,7 @@
 //! (Docker containers of the busybox test image) next to the Wasm pods' figure.
 
 mod native;
-mod node;
+pub mod node;
 mod oci;
 mod pods;
 mod runner;
@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use crate::process::{private_kib, rss_kib, workspace_root};
 use crate::report::{Better, Comparison, Samples};
 use native::{ProcessStarter, build_native_hello};
-use node::{SkiffNode, build_skiff};
+pub(crate) use node::{SkiffNode, build_skiff};
 use pods::PodStarter;
 use runner::Starter;
 

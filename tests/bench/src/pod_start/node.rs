@@ -28,6 +28,8 @@ pub struct SkiffNode {
     process: Managed,
     pub client: kube::Client,
     pub log: PathBuf,
+    /// The node gateway's address, as `skiff up` announced it.
+    pub gateway: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -50,7 +52,7 @@ impl SkiffNode {
             .with_context(|| format!("starting {} up", binary.display()))?;
         let stdout = child.stdout.take().context("piped stdout")?;
         let mut process = Managed::new(child, "skiff up", Duration::from_secs(20));
-        let server = tokio::task::spawn_blocking(move || read_server_url(stdout))
+        let (server, gateway) = tokio::task::spawn_blocking(move || read_server_url(stdout))
             .await?
             .with_context(|| format!("skiff up did not come up; see {}", log.display()))?;
         process.check_running()?;
@@ -60,6 +62,7 @@ impl SkiffNode {
             process,
             client,
             log,
+            gateway,
             _dir: dir,
         };
         node.wait_node_ready(Duration::from_secs(60)).await?;
@@ -101,12 +104,17 @@ impl SkiffNode {
 }
 
 /// Reads `skiff up`'s stdout up to its `export KUBECONFIG=` line, returns the API
-/// address it announced, and keeps draining the pipe so the node never blocks on it.
-fn read_server_url(stdout: std::process::ChildStdout) -> Result<String> {
+/// and gateway addresses it announced, and keeps draining the pipe so the node
+/// never blocks on it.
+fn read_server_url(stdout: std::process::ChildStdout) -> Result<(String, Option<String>)> {
     let mut lines = BufReader::new(stdout).lines();
     let mut server = None;
+    let mut gateway = None;
     for line in lines.by_ref() {
         let line = line?;
+        if let Some(address) = line.strip_prefix("Gateway at http://") {
+            gateway = Some(address.trim().to_string());
+        }
         if let Some(url) = line.strip_prefix("Skiff is up: the Kubernetes API is at ") {
             server = Some(url.trim().to_string());
         }
@@ -115,5 +123,5 @@ fn read_server_url(stdout: std::process::ChildStdout) -> Result<String> {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    server.context("no API address on stdout")
+    Ok((server.context("no API address on stdout")?, gateway))
 }
