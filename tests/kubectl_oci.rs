@@ -215,3 +215,77 @@ fn a_restarted_agent_adopts_running_containers_and_deleted_pods_lose_theirs() ->
     })?;
     Ok(())
 }
+
+#[test]
+fn exec_into_a_busybox_pod_passes_stdin_and_exit_codes_and_top_shows_it() -> Result<()> {
+    if !docker_available() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let Some(registry) = Registry::start(&dir.path().join("registry")) else {
+        return Ok(());
+    };
+    let image = push_test_image(&registry)?;
+    let cluster = Cluster::start()?;
+    let _cleanup = Cleanup(cluster.data_dir.clone());
+    let shell = pod(
+        "shell",
+        &format!(
+            "  runtimeClassName: oci\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"echo ready; while true; do sleep 1; done\"]\n    env:\n    - name: GREETING\n      value: ahoy\n"
+        ),
+    );
+    let path = manifest(dir.path(), "shell.yaml", &shell);
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    cluster.wait_field(&["pod", "shell"], "{.status.phase}", "Running")?;
+
+    // The command runs inside the running container: its env, its exit code.
+    let out = cluster.kubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING; echo oops >&2; exit 4",
+    ])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ahoy\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
+    assert_eq!(out.status.code(), Some(4));
+    let out = cluster.kubectl(&["exec", "shell", "--", "sh", "-c", "echo made > /tmp/mark"])?;
+    assert!(out.status.success());
+    let marked = cluster.kubectl_ok(&["exec", "shell", "-c", "main", "--", "cat", "/tmp/mark"])?;
+    assert_eq!(marked, "made\n", "both commands ran in the same container");
+
+    // -i passes stdin; its end ends the command.
+    let out =
+        cluster.kubectl_with_input(&["exec", "-i", "shell", "--", "wc", "-l"], b"a\nb\nc\n")?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+
+    // An unknown container is named.
+    let err = cluster.kubectl_err(&["exec", "shell", "-c", "nope", "--", "true"])?;
+    assert!(err.contains("nope"), "{err}");
+
+    // kubectl top reads Docker's stats.
+    let mut table = String::new();
+    cluster.wait_for(Duration::from_secs(30), "kubectl top pod shell", |c| {
+        let out = c.kubectl(&["top", "pod", "shell"])?;
+        table = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(out.status.success() && table.contains("shell"))
+    })?;
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.len(), 3, "{table}");
+    assert!(
+        row[2].trim_end_matches("Mi").parse::<u64>().is_ok(),
+        "{table}"
+    );
+    Ok(())
+}

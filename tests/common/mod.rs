@@ -136,6 +136,24 @@ impl Cluster {
             .context("running kubectl")
     }
 
+    /// Run the installed kubectl with `input` on its stdin (`kubectl exec -i`).
+    pub fn kubectl_with_input(&self, args: &[&str], input: &[u8]) -> Result<Output> {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.cache_dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running kubectl")?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input)?;
+        drop(stdin);
+        child.wait_with_output().context("waiting for kubectl")
+    }
+
     /// kubectl that must succeed; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args)?;

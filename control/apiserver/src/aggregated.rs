@@ -78,10 +78,19 @@ pub fn document(registry: &Registry, root: Root, version: &str) -> Value {
         Root::Core => vec![""],
         Root::Groups => discovery::group_names(registry),
     };
-    let items: Vec<Value> = groups
+    let mut items: Vec<Value> = groups
         .into_iter()
         .map(|group| group_discovery(registry, group))
         .collect();
+    if matches!(root, Root::Groups) {
+        // Served by the metrics module, not the registry (nothing is stored).
+        let (group, version) = (crate::metrics::GROUP, crate::metrics::VERSION);
+        items.push(json!({"metadata": {"name": group}, "versions": [{
+            "version": version,
+            "resources": resources(group, version, &crate::metrics::resource_list()),
+            "freshness": "Current",
+        }]}));
+    }
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": format!("apidiscovery.k8s.io/{version}"),

@@ -108,6 +108,13 @@ pub fn api_groups(registry: &Registry) -> Value {
             Some(entry)
         })
         .collect();
+    let mut groups = groups;
+    let mut metrics = crate::metrics::api_group();
+    if let Some(object) = metrics.as_object_mut() {
+        object.remove("kind");
+        object.remove("apiVersion");
+    }
+    groups.push(metrics);
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -156,6 +163,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             let (kind, verbs): (&str, &[&str]) = match *sub {
                 "log" => ("Pod", &["get"]),
                 "binding" => ("Binding", &["create"]),
+                "exec" => ("PodExecOptions", &["create", "get"]),
                 "eviction" => ("Eviction", &["create"]),
                 "scale" => ("Scale", &["get", "patch", "update"]),
                 _ => continue,

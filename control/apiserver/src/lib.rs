@@ -26,10 +26,12 @@ mod decode;
 mod discovery;
 pub mod error;
 mod eviction;
+mod exec;
 mod kinds;
 mod lifecycle;
 mod logs;
 mod meta;
+mod metrics;
 mod objects;
 mod openapi;
 mod proto;
@@ -175,6 +177,15 @@ impl ApiServer {
             )
             .route("/apis/{group}", get(group_discovery))
             .route(
+                "/apis/metrics.k8s.io",
+                get(|| async { axum::Json(metrics::api_group()) }),
+            )
+            .route(
+                "/apis/metrics.k8s.io/v1beta1",
+                get(|| async { axum::Json(metrics::resource_list()) }),
+            )
+            .route("/apis/metrics.k8s.io/v1beta1/{*rest}", any(metrics::handle))
+            .route(
                 "/openapi/v3",
                 get(|State(state): State<Arc<AppState>>| async move {
                     openapi::index_response(&state.registry())
@@ -182,6 +193,10 @@ impl ApiServer {
             )
             .route("/openapi/v3/{*path}", get(openapi_document))
             .route("/api/{version}", get(core_resources))
+            .route(
+                "/api/v1/namespaces/{namespace}/pods/{name}/exec",
+                any(exec::handle),
+            )
             .route("/api/{version}/{*rest}", any(core_request))
             .route("/apis/{group}/{version}", get(group_resources))
             .route("/apis/{group}/{version}/{*rest}", any(group_request))

@@ -24,7 +24,7 @@ const FORWARDED: [&str; 6] = [
     "sinceSeconds",
 ];
 
-fn pick_container(pod: &Value, requested: Option<&str>) -> ApiResult<String> {
+pub(crate) fn pick_container(pod: &Value, requested: Option<&str>) -> ApiResult<String> {
     let name = crate::meta::name(pod);
     let names: Vec<&str> = ["initContainers", "containers"]
         .iter()
@@ -55,7 +55,7 @@ fn pick_container(pod: &Value, requested: Option<&str>) -> ApiResult<String> {
 }
 
 /// Where a node's agent serves its HTTP endpoints.
-fn node_endpoint(node: &Value) -> Option<String> {
+pub(crate) fn node_endpoint(node: &Value) -> Option<String> {
     let address = node["status"]["addresses"]
         .as_array()?
         .iter()
@@ -71,12 +71,9 @@ fn node_endpoint(node: &Value) -> Option<String> {
     }
 }
 
-pub async fn logs(state: Arc<AppState>, target: Target, query: Query) -> ApiResult<Response> {
-    let objects = Objects::new(&state.store, target.resource);
-    let namespace = target.namespace.as_deref().unwrap_or("default");
-    let name = target.name.as_deref().unwrap_or_default();
-    let (pod, _) = objects.get(Some(namespace), name).await?;
-    let container = pick_container(&pod, query.get("container"))?;
+/// The name of the pod's node and where its agent serves.
+pub(crate) async fn pod_node(state: &AppState, pod: &Value) -> ApiResult<(String, String)> {
+    let name = crate::meta::name(pod);
     let node_name = pod["spec"]["nodeName"]
         .as_str()
         .filter(|n| !n.is_empty())
@@ -87,9 +84,19 @@ pub async fn logs(state: Arc<AppState>, target: Target, query: Query) -> ApiResu
         .await?;
     let endpoint = node_endpoint(&node).ok_or_else(|| {
         ApiError::ServiceUnavailable(format!(
-            "node {node_name:?} does not report an endpoint for logs"
+            "node {node_name:?} does not report an endpoint for its agent"
         ))
     })?;
+    Ok((node_name.to_string(), endpoint))
+}
+
+pub async fn logs(state: Arc<AppState>, target: Target, query: Query) -> ApiResult<Response> {
+    let objects = Objects::new(&state.store, target.resource);
+    let namespace = target.namespace.as_deref().unwrap_or("default");
+    let name = target.name.as_deref().unwrap_or_default();
+    let (pod, _) = objects.get(Some(namespace), name).await?;
+    let container = pick_container(&pod, query.get("container"))?;
+    let (node_name, endpoint) = pod_node(&state, &pod).await?;
     let mut uri = format!("http://{endpoint}/containerLogs/{namespace}/{name}/{container}");
     let forwarded: Vec<String> = FORWARDED
         .iter()

@@ -25,6 +25,7 @@ use crate::node::{MachineFacts, heartbeat, node_object};
 use crate::pod::stage::StopReason;
 use crate::pod::worker::{NodeContext, PodWorker, WorkerCommand};
 use crate::ports::PortTable;
+use crate::running::RunningTable;
 use crate::sources::Allocatable;
 
 /// Longest wait between attempts to register the Node.
@@ -115,7 +116,15 @@ impl NodeAgent {
         let logs = Arc::new(LogBook::new(pods_dir));
         let tracker = TaskTracker::new();
         let shutdown = cancel.clone();
-        let router = crate::http::router(Arc::clone(&logs), Arc::clone(&self.ports));
+        let running = Arc::new(RunningTable::default());
+        let router = crate::http::router_with(
+            Arc::clone(&logs),
+            Arc::clone(&self.ports),
+            Some(crate::http::Workloads {
+                running: Arc::clone(&running),
+                driver: Arc::clone(&self.driver),
+            }),
+        );
         let server = tracker.spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -141,6 +150,7 @@ impl NodeAgent {
                 driver: Arc::clone(&self.driver),
                 logs,
                 ports: Arc::clone(&self.ports),
+                running,
                 data_dir: self.config.data_dir.clone(),
                 allocatable: Allocatable {
                     cpu_cores: machine.cpus as f64,

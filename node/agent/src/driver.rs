@@ -5,7 +5,8 @@
 //! ([`ContainerDriver::prepare`]: fetch + compile, cached by the driver) and run
 //! one process of it until it exits or is cancelled ([`ContainerDriver::run`]).
 //! Stop is the cancellation token; status is the returned [`ExitStatus`]; logs are
-//! the writers in [`ProcessSpec`]. Exec and a separate start/wait split come later.
+//! the writers in [`ProcessSpec`]. [`ContainerDriver::exec`] runs a command in a
+//! running container and [`ContainerDriver::usage`] measures what containers use.
 //!
 //! Drivers that keep a sandbox per pod (the OCI driver's pause container) also
 //! get the pod and container a process belongs to ([`ProcessContext`]), are told
@@ -24,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Container;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 /// Any error a driver wants to report; its chain becomes the user-visible message.
@@ -192,15 +193,6 @@ pub type PortsReport = Box<dyn FnOnce(Vec<ServedPort>) + Send>;
 /// instead of the agent's own `wasm://…` id.
 pub type StartedReport = Box<dyn FnOnce(String) + Send>;
 
-/// A command to run inside a container that is running now (an exec probe,
-/// `kubectl exec`), in its namespaces, as its user, with its env and mounts.
-pub struct ExecSpec {
-    /// argv, argv\[0\] first.
-    pub command: Vec<String>,
-    pub stdout: OutputStream,
-    pub stderr: OutputStream,
-}
-
 /// A host directory the process sees at `container_path`: one of the pod's
 /// volumes (see [`crate::volumes`]), preopened by the Wasm driver; an OCI
 /// driver bind-mounts the same directory.
@@ -241,6 +233,72 @@ pub struct ProcessSpec {
     pub context: Option<ProcessContext>,
     /// Called with the runtime's own container id once it has one.
     pub started_report: Option<StartedReport>,
+}
+
+/// Where an exec'd command's input comes from.
+pub type InputStream = Box<dyn AsyncRead + Send + Sync + Unpin>;
+
+/// A running container as its processes are started: the prepared image and
+/// what the agent resolved for it (env, mounts, working directory, limits).
+/// Kept while the container runs, so `kubectl exec` and exec probes start
+/// their commands the way the container itself was started.
+#[derive(Clone)]
+pub struct ContainerTemplate {
+    pub image: PreparedImage,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<MountSpec>,
+    pub working_dir: Option<String>,
+    pub limits: ProcessLimits,
+    pub context: Option<ProcessContext>,
+}
+
+impl ContainerTemplate {
+    /// A process of this container with `args` as argv and the given output.
+    pub fn process(
+        &self,
+        args: Vec<String>,
+        stdout: OutputStream,
+        stderr: OutputStream,
+    ) -> ProcessSpec {
+        ProcessSpec {
+            args,
+            env: self.env.clone(),
+            stdout,
+            stderr,
+            ports: Vec::new(),
+            ports_report: None,
+            mounts: self.mounts.clone(),
+            working_dir: self.working_dir.clone(),
+            limits: self.limits,
+            context: self.context.clone(),
+            started_report: None,
+        }
+    }
+}
+
+/// One command to run in a running container (`kubectl exec`, an exec probe).
+pub struct ExecSpec {
+    /// argv, argv\[0\] first.
+    pub command: Vec<String>,
+    /// `None` when the client sends no input (the command reads end-of-file).
+    pub stdin: Option<InputStream>,
+    pub stdout: OutputStream,
+    /// With `tty`, the command's stderr is merged into stdout.
+    pub stderr: OutputStream,
+    pub tty: bool,
+}
+
+/// What one container uses right now, as a driver measures it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerUsage {
+    pub container: String,
+    /// CPU time used since the container (attempt) started, in nanoseconds.
+    pub cpu_nanos: u64,
+    /// Memory in use (the working set), in bytes.
+    pub memory_bytes: u64,
+    /// Measured inside the agent's own process (a Wasm guest), so already part
+    /// of the process's figures; an OCI container is not.
+    pub in_process: bool,
 }
 
 /// How a process ended.
@@ -318,6 +376,27 @@ pub trait ContainerDriver: Send + Sync + 'static {
         process: ProcessSpec,
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<ExitStatus, RunError>>;
+
+    /// Run `exec.args` in the running `container` until it exits, as
+    /// `kubectl exec` and exec probes do. The default starts a new process of
+    /// the container's image with its env, mounts and limits (what a Wasm
+    /// container's command is) and gives it no stdin; drivers with real
+    /// containers run the command inside the running one.
+    fn exec<'a>(
+        &'a self,
+        container: &'a ContainerTemplate,
+        exec: ExecSpec,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
+        let process = container.process(exec.command, exec.stdout, exec.stderr);
+        self.run(&container.image, process, cancel)
+    }
+
+    /// The usage of each of the pod's running containers the driver can
+    /// measure (`kubectl top`); empty when it measures none.
+    fn usage<'a>(&'a self, _pod_uid: &'a str) -> BoxFuture<'a, Vec<ContainerUsage>> {
+        futures::future::ready(Vec::new()).boxed()
+    }
 
     /// The pod's own IP, for drivers that give pods a network namespace;
     /// `None` means the pod shares the node's network (its IP is the node's).

@@ -21,8 +21,8 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, DriverCondition, ExecSpec, ExitStatus, ImagePullPolicy, PrepareError,
-    PreparedImage, ProcessSpec, PullRequest, RunError,
+    ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, ExecSpec, ExitStatus,
+    ImagePullPolicy, PrepareError, PreparedImage, ProcessSpec, PullRequest, RunError,
 };
 
 /// The runtime class (and RuntimeClass handler) names the node knows.
@@ -178,6 +178,40 @@ impl ContainerDriver for Drivers {
                 source: "the OCI runtime is not running on this node".into(),
             })?;
             driver.run(&dispatched.inner, process, cancel).await
+        }
+        .boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        container: &'a ContainerTemplate,
+        exec: ExecSpec,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
+        async move {
+            let image = &container.image;
+            let dispatched = image.program::<Dispatched>().ok_or_else(|| RunError {
+                source: format!("image {} was not prepared by this node", image.image_id()).into(),
+            })?;
+            let driver = self.driver(dispatched.kind).ok_or_else(|| RunError {
+                source: "the OCI runtime is not running on this node".into(),
+            })?;
+            let inner = ContainerTemplate {
+                image: dispatched.inner.clone(),
+                ..container.clone()
+            };
+            driver.exec(&inner, exec, cancel).await
+        }
+        .boxed()
+    }
+
+    fn usage<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, Vec<ContainerUsage>> {
+        async move {
+            let mut usage = self.wasm.usage(pod_uid).await;
+            if let Some(oci) = &self.oci {
+                usage.extend(oci.usage(pod_uid).await);
+            }
+            usage
         }
         .boxed()
     }

@@ -1,24 +1,43 @@
 //! The agent's own HTTP endpoints: container logs (which the API server
-//! proxies `kubectl logs` to) and a health check.
+//! proxies `kubectl logs` to), exec (`kubectl exec`, a WebSocket the API
+//! server passes through), usage (`kubectl top`), and a health check.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use std::time::Instant;
+
+use crate::driver::ContainerDriver;
+use crate::exec::{ExecRequest, PROTOCOLS};
 use crate::logs::LogBook;
 use crate::ports::PortTable;
+use crate::running::RunningTable;
+use crate::usage::UsageSampler;
 
 /// What the handlers read.
 #[derive(Clone)]
 struct Shared {
     logs: Arc<LogBook>,
     ports: Arc<PortTable>,
+    running: Arc<RunningTable>,
+    driver: Option<Arc<dyn ContainerDriver>>,
+    sampler: Arc<UsageSampler>,
+    started: Instant,
+}
+
+/// What exec and usage need: the running containers and the driver that runs them.
+pub struct Workloads {
+    pub running: Arc<RunningTable>,
+    pub driver: Arc<dyn ContainerDriver>,
 }
 
 /// The query of `GET /containerLogs/...`, as the API server forwards it from
@@ -44,6 +63,19 @@ fn flag(value: &Option<String>) -> Result<bool, String> {
 }
 
 pub fn router(logs: Arc<LogBook>, ports: Arc<PortTable>) -> Router {
+    router_with(logs, ports, None)
+}
+
+/// [`router`] with the exec and usage endpoints, which need the workloads.
+pub fn router_with(
+    logs: Arc<LogBook>,
+    ports: Arc<PortTable>,
+    workloads: Option<Workloads>,
+) -> Router {
+    let (running, driver) = match workloads {
+        Some(w) => (w.running, Some(w.driver)),
+        None => (Arc::default(), None),
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -51,7 +83,82 @@ pub fn router(logs: Arc<LogBook>, ports: Arc<PortTable>) -> Router {
             get(container_logs),
         )
         .route("/pods/{namespace}/{pod}/ports", get(pod_ports))
-        .with_state(Shared { logs, ports })
+        .route("/exec/{namespace}/{pod}/{container}", get(exec))
+        .route("/stats/usage", get(usage))
+        .with_state(Shared {
+            logs,
+            ports,
+            running,
+            driver,
+            sampler: Arc::default(),
+            started: Instant::now(),
+        })
+}
+
+/// `GET /exec/{namespace}/{pod}/{container}?command=…`: a WebSocket session
+/// running the command in the container (see [`crate::exec`]).
+async fn exec(
+    State(shared): State<Shared>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let request = match ExecRequest::parse(query.as_deref().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    let Some(driver) = shared.driver.clone() else {
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "this node does not run exec".into(),
+        );
+    };
+    let template = match shared.running.find(&namespace, &pod, &container) {
+        Ok(template) => template,
+        Err(message) => return text(StatusCode::NOT_FOUND, message),
+    };
+    let Ok(upgrade) = upgrade else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "exec needs a WebSocket upgrade with one of the subprotocols {}",
+                PROTOCOLS.join(", ")
+            ),
+        );
+    };
+    let offered = upgrade
+        .requested_protocols()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| PROTOCOLS.contains(&p.trim()));
+    if !offered {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "exec speaks the subprotocols {}; the client offered none of them",
+                PROTOCOLS.join(", ")
+            ),
+        );
+    }
+    upgrade
+        .protocols(PROTOCOLS)
+        .on_upgrade(move |socket| crate::exec::session(socket, driver, template, request))
+}
+
+/// `GET /stats/usage`: the node's and every running pod's CPU and memory, as a
+/// [`UsageReport`](crate::usage::UsageReport).
+async fn usage(State(shared): State<Shared>) -> Response {
+    let Some(driver) = shared.driver.clone() else {
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "this node does not measure usage".into(),
+        );
+    };
+    let report = shared
+        .sampler
+        .report(&shared.running, driver.as_ref(), shared.started)
+        .await;
+    axum::Json(report).into_response()
 }
 
 /// `GET /pods/{namespace}/{pod}/ports`: the node ports the pod's containers

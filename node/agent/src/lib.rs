@@ -53,6 +53,7 @@ pub mod container;
 pub mod driver;
 pub mod drivers;
 pub mod events;
+pub mod exec;
 pub mod http;
 pub mod kube_cluster;
 pub mod logs;
@@ -60,9 +61,11 @@ pub mod node;
 pub mod pod;
 pub mod ports;
 pub mod quantity;
+pub mod running;
 pub mod sources;
 #[cfg(test)]
 mod testing;
+pub mod usage;
 pub mod volumes;
 #[cfg(feature = "wasm")]
 pub mod wasm_driver;

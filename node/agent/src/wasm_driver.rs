@@ -4,8 +4,8 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use skiff_wasm::{
-    ALLOW_OUTBOUND_ANNOTATION, Credentials, Egress, Exit, Mount, Process, Program, PullOptions,
-    PullPolicy, Sandbox, WasmRuntime,
+    ALLOW_OUTBOUND_ANNOTATION, Credentials, Egress, Exit, Meter, Mount, Process, Program,
+    PullOptions, PullPolicy, RunExtras, Sandbox, WasmRuntime,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, ExitStatus, ImagePullPolicy, PortSpec, PrepareError, PreparedImage,
-    ProcessContext, ProcessSpec, PullRequest, RunError, ServedPort, error_chain,
+    ContainerDriver, ContainerTemplate, ContainerUsage, ExecSpec, ExitStatus, ImagePullPolicy,
+    PortSpec, PortsReport, PrepareError, PreparedImage, ProcessContext, ProcessSpec, PullRequest,
+    RunError, ServedPort, error_chain,
 };
 
 /// The runtime's pull options for a request: the policy, and the credentials of
@@ -129,51 +130,9 @@ impl ContainerDriver for WasmRuntime {
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
         async move {
-            let program = image.program::<Program>().ok_or_else(|| RunError {
-                source: format!(
-                    "image {} was not prepared by the Wasm driver",
-                    image.image_id()
-                )
-                .into(),
-            })?;
-            let ProcessSpec {
-                args,
-                env,
-                stdout,
-                stderr,
-                ports,
-                ports_report,
-                mounts,
-                working_dir,
-                limits,
-                context,
-                started_report: _,
-            } = process;
-            let egress = egress_of(context.as_ref())?;
-            let process = Process {
-                args,
-                env,
-                stdout,
-                stderr,
-                sandbox: Sandbox {
-                    mounts: mounts
-                        .into_iter()
-                        .map(|m| Mount {
-                            host_path: m.host_path,
-                            guest_path: m.container_path,
-                            read_only: m.read_only,
-                        })
-                        .collect(),
-                    working_dir,
-                    memory_limit: limits.memory_bytes,
-                    // Rounded up, so a tiny limit still lets the guest run (1m at least).
-                    cpu_millicores: limits
-                        .cpu_cores
-                        .filter(|cores| cores.is_finite() && *cores >= 0.0)
-                        .map(|cores| (cores * 1000.0).ceil() as u64),
-                    egress,
-                },
-            };
+            let program = program_of(image)?;
+            let meter = meter_of(self, &process);
+            let (process, ports, ports_report) = wasm_process(process)?;
             let exit = if program.kind() == ProgramKind::HttpProxy {
                 let listeners = bind(&ports).await?;
                 if let Some(report) = ports_report {
@@ -184,23 +143,141 @@ impl ContainerDriver for WasmRuntime {
                     listeners,
                     drain_timeout: DRAIN_TIMEOUT,
                 };
-                WasmRuntime::serve(self, program, service, cancel).await
+                WasmRuntime::serve_metered(self, program, service, meter, cancel).await
             } else {
-                WasmRuntime::run(self, program, process, cancel).await
-            }
-            .map_err(|error| RunError {
-                source: Box::new(error),
-            })?;
-            Ok(match exit {
-                Exit::Code(code) => ExitStatus::Code(code),
-                Exit::Trap(message) => ExitStatus::Trap(message),
-                Exit::Killed => ExitStatus::Killed,
-                Exit::OutOfMemory(message) => {
-                    tracing::info!(%message, "container ran out of memory");
-                    ExitStatus::OomKilled
-                }
-            })
+                let extras = RunExtras { stdin: None, meter };
+                WasmRuntime::run_with(self, program, process, extras, cancel).await
+            };
+            exit_status(exit)
         }
         .boxed()
     }
+
+    /// A new instance of the container's own component with the command as
+    /// argv (its `wasi:cli/run`, or a module's `_start`), the container's env,
+    /// volumes and working directory, and the client's input as stdin. An HTTP
+    /// component has no command to run.
+    fn exec<'a>(
+        &'a self,
+        container: &'a ContainerTemplate,
+        exec: ExecSpec,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
+        async move {
+            let program = program_of(&container.image)?;
+            if program.kind() == ProgramKind::HttpProxy {
+                return Err(RunError {
+                    source: "the container is a wasi:http/proxy component, which exports no command to exec (only wasi:cli command components and preview-1 modules do)".into(),
+                });
+            }
+            let ExecSpec {
+                command: args,
+                stdin,
+                stdout,
+                stderr,
+                tty: _,
+            } = exec;
+            let process = container.process(args, stdout, stderr);
+            let meter = meter_of(self, &process);
+            let (process, _, _) = wasm_process(process)?;
+            let extras = RunExtras { stdin, meter };
+            exit_status(WasmRuntime::run_with(self, program, process, extras, cancel).await)
+        }
+        .boxed()
+    }
+
+    fn usage<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, Vec<ContainerUsage>> {
+        let usage = self
+            .meters()
+            .pod_usage(pod_uid)
+            .into_iter()
+            .map(|(container, usage)| ContainerUsage {
+                container,
+                cpu_nanos: usage.cpu_nanos,
+                memory_bytes: usage.memory_bytes,
+                in_process: true,
+            })
+            .collect();
+        futures::future::ready(usage).boxed()
+    }
+}
+
+fn program_of(image: &PreparedImage) -> Result<&Program, RunError> {
+    image.program::<Program>().ok_or_else(|| RunError {
+        source: format!(
+            "image {} was not prepared by the Wasm driver",
+            image.image_id()
+        )
+        .into(),
+    })
+}
+
+/// The meter of the process's container, when it says which one it is.
+fn meter_of(runtime: &WasmRuntime, process: &ProcessSpec) -> Option<Meter> {
+    let context = process.context.as_ref()?;
+    Some(
+        runtime
+            .meters()
+            .open(&context.pod.uid, &context.container.name),
+    )
+}
+
+/// The runtime's process for a driver process, and the ports it should serve.
+fn wasm_process(
+    process: ProcessSpec,
+) -> Result<(Process, Vec<PortSpec>, Option<PortsReport>), RunError> {
+    let ProcessSpec {
+        args,
+        env,
+        stdout,
+        stderr,
+        ports,
+        ports_report,
+        mounts,
+        working_dir,
+        limits,
+        context,
+        started_report: _,
+    } = process;
+    let egress = egress_of(context.as_ref())?;
+    let process = Process {
+        args,
+        env,
+        stdout,
+        stderr,
+        sandbox: Sandbox {
+            mounts: mounts
+                .into_iter()
+                .map(|m| Mount {
+                    host_path: m.host_path,
+                    guest_path: m.container_path,
+                    read_only: m.read_only,
+                })
+                .collect(),
+            working_dir,
+            memory_limit: limits.memory_bytes,
+            // Rounded up, so a tiny limit still lets the guest run (1m at least).
+            cpu_millicores: limits
+                .cpu_cores
+                .filter(|cores| cores.is_finite() && *cores >= 0.0)
+                .map(|cores| (cores * 1000.0).ceil() as u64),
+            egress,
+        },
+    };
+    Ok((process, ports, ports_report))
+}
+
+fn exit_status(exit: Result<Exit, skiff_wasm::RunError>) -> Result<ExitStatus, RunError> {
+    let exit = exit.map_err(|error| RunError {
+        source: Box::new(error),
+    })?;
+    Ok(match exit {
+        Exit::Code(code) => ExitStatus::Code(code),
+        Exit::Trap(message) => ExitStatus::Trap(message),
+        Exit::Killed => ExitStatus::Killed,
+        Exit::OutOfMemory(message) => {
+            tracing::info!(%message, "container ran out of memory");
+            ExitStatus::OomKilled
+        }
+    })
 }

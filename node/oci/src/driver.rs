@@ -17,9 +17,9 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Container;
 use skiff_agent::driver::{
-    BoxError, ContainerDriver, DriverCondition, ExecSpec, ExitStatus, ImagePullPolicy, MountSpec,
-    PodSandbox, PrepareError, PreparedImage, ProcessContext, ProcessSpec, PullRequest, RunError,
-    ServedPort,
+    BoxError, ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, ExecSpec,
+    ExitStatus, ImagePullPolicy, MountSpec, PodSandbox, PrepareError, PreparedImage,
+    ProcessContext, ProcessSpec, PullRequest, RunError, ServedPort,
 };
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -216,7 +216,7 @@ impl OciDriver {
         up
     }
 
-    fn docker(&self) -> Docker {
+    pub(crate) fn docker(&self) -> Docker {
         self.inner.docker.read().expect("docker").clone()
     }
 
@@ -226,7 +226,7 @@ impl OciDriver {
 
     /// Ids of this node's containers whose labels match all `filters`
     /// (`key=value`), running or not.
-    async fn find(
+    pub(crate) async fn find(
         &self,
         filters: &[String],
     ) -> Result<Vec<(String, bool)>, bollard::errors::Error> {
@@ -808,6 +808,19 @@ impl ContainerDriver for OciDriver {
         cancel: CancellationToken,
     ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
         self.run_process(image, process, cancel).boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        container: &'a ContainerTemplate,
+        exec: ExecSpec,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
+        self.exec_in(container, exec, cancel).boxed()
+    }
+
+    fn usage<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, Vec<ContainerUsage>> {
+        self.usage_of(pod_uid).boxed()
     }
 
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {

@@ -18,6 +18,10 @@
 //!   container, so a restarted agent adopts running containers and removes
 //!   leftovers; a finished pod's containers are removed.
 //!
+//! - **Exec and usage**: `kubectl exec` runs the command in the running container
+//!   through Docker's exec API (stdin, tty, exit code); `kubectl top` reads
+//!   Docker's container stats.
+//!
 //! See docs/oci-driver.md.
 
 pub mod auth;

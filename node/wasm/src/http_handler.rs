@@ -112,6 +112,7 @@ impl Handler {
 
         let pre = parts.pre.clone();
         let kill = parts.kill.clone();
+        let meter = parts.limits.meter.clone();
         let digest = parts.digest.clone();
         let stderr = parts.stderr.clone();
         // The guest runs in a task of its own: after it sets the response it may go
@@ -130,6 +131,12 @@ impl Handler {
                     .call_handle(&mut store, req, out)
                     .await
                     .map_err(|error| trapped(&digest, error))
+            };
+            let run = async move {
+                match &meter {
+                    Some(meter) => meter.timed(run).await,
+                    None => run.await,
+                }
             };
             let ended = tokio::select! {
                 biased;

@@ -61,6 +61,7 @@ mod http;
 mod http_handler;
 mod http_outbound;
 mod http_output;
+mod meter;
 mod oci;
 mod program;
 mod run;
@@ -70,9 +71,10 @@ pub use config::RuntimeConfig;
 pub use egress::{ALLOW_OUTBOUND_ANNOTATION, Egress, EgressError};
 pub use error::{BoxError, FetchError, PrepareError, RunError, RuntimeError};
 pub use http::HttpService;
+pub use meter::{Meter, MeterBook, Usage};
 pub use oci::{
     Credentials, CredentialsError, Prepared, PullOptions, PullPolicy, RegistryAuth, RegistryError,
 };
 pub use program::{Program, ProgramKind};
-pub use run::{Exit, Mount, Process, Sandbox};
-pub use runtime::{RuntimeStats, WasmRuntime};
+pub use run::{Exit, InputStream, Mount, Process, Sandbox};
+pub use runtime::{RunExtras, RuntimeStats, WasmRuntime};

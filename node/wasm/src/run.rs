@@ -4,16 +4,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::cli::AsyncStdoutStream;
+use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::cpu::CpuShare;
 use crate::egress::Egress;
 use crate::error::RunError;
 use crate::http_outbound::OutboundPolicy;
+use crate::meter::Meter;
 use crate::program::{ComponentState, ModuleState, Pre, Program, ProgramKind, boxed};
 
 /// Most bytes one guest write may hand to the host writer at a time.
@@ -21,7 +22,8 @@ pub(crate) const OUTPUT_BUDGET: usize = 64 * 1024;
 
 /// What one run of a program gets from the pod: argv, environment, where its
 /// output goes, the directories it may see and how much memory it may use.
-/// Nothing else is granted (no network, no stdin).
+/// Nothing else is granted (no network; stdin only through
+/// [`WasmRuntime::run_with`](crate::WasmRuntime::run_with)).
 pub struct Process {
     /// argv, argv[0] first.
     pub args: Vec<String>,
@@ -90,6 +92,8 @@ pub enum Exit {
 #[derive(Clone)]
 pub(crate) struct RunLimits {
     pub(crate) max_memory_bytes: usize,
+    /// Where the instances' memory is counted, when the caller meters the run.
+    pub(crate) meter: Option<Meter>,
     /// How often the epoch advances: the longest a guest runs between two CPU charges.
     pub(crate) epoch_tick: Duration,
     pub(crate) cpu: Option<CpuShare>,
@@ -104,6 +108,7 @@ impl RunLimits {
             .unwrap_or(usize::MAX);
         RunLimits {
             max_memory_bytes: self.max_memory_bytes.min(own),
+            meter: self.meter.clone(),
             epoch_tick: self.epoch_tick,
             cpu: CpuShare::new(sandbox.cpu_millicores, self.epoch_tick),
         }
@@ -119,6 +124,8 @@ impl RunLimits {
                 .build(),
             max_memory_bytes: self.max_memory_bytes,
             refused_growth: None,
+            meter: self.meter.clone(),
+            counted: 0,
         }
     }
 }
@@ -129,6 +136,26 @@ pub(crate) struct GuestLimits {
     inner: StoreLimits,
     max_memory_bytes: usize,
     refused_growth: Option<usize>,
+    meter: Option<Meter>,
+    /// Bytes this store added to `meter`, given back when it is dropped.
+    counted: u64,
+}
+
+impl GuestLimits {
+    fn count(&mut self, bytes: u64) {
+        if let Some(meter) = &self.meter {
+            meter.add_memory(bytes);
+            self.counted = self.counted.saturating_add(bytes);
+        }
+    }
+}
+
+impl Drop for GuestLimits {
+    fn drop(&mut self) {
+        if let Some(meter) = &self.meter {
+            meter.release_memory(self.counted);
+        }
+    }
 }
 
 impl GuestLimits {
@@ -151,7 +178,9 @@ impl ResourceLimiter for GuestLimits {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = self.inner.memory_growing(current, desired, maximum);
-        if !matches!(allowed, Ok(true)) && desired > self.max_memory_bytes {
+        if matches!(allowed, Ok(true)) {
+            self.count(desired.saturating_sub(current) as u64);
+        } else if desired > self.max_memory_bytes {
             self.refused_growth = Some(desired);
         }
         allowed
@@ -163,7 +192,11 @@ impl ResourceLimiter for GuestLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        let allowed = self.inner.table_growing(current, desired, maximum);
+        if matches!(allowed, Ok(true)) {
+            self.count(Meter::table_bytes(desired.saturating_sub(current) as u64));
+        }
+        allowed
     }
 
     fn instances(&self) -> usize {
@@ -179,16 +212,21 @@ impl ResourceLimiter for GuestLimits {
     }
 }
 
+/// What a guest reads on stdin (an exec'd command's input); none means an
+/// empty stdin.
+pub type InputStream = Box<dyn AsyncRead + Send + Sync + Unpin>;
+
 pub(crate) async fn run(
     engine: &Engine,
     limits: &RunLimits,
     program: &Program,
     process: Process,
+    stdin: Option<InputStream>,
     cancel: CancellationToken,
 ) -> Result<Exit, RunError> {
     let limits = limits.for_sandbox(&process.sandbox);
     let egress = process.sandbox.egress.clone();
-    let wasi = wasi_builder(process).map_err(|source| RunError::Sandbox {
+    let wasi = wasi_builder(process, stdin).map_err(|source| RunError::Sandbox {
         digest: program.digest().to_owned(),
         source: boxed(source),
     })?;
@@ -250,6 +288,13 @@ pub(crate) async fn run(
             }
         }
     };
+    let meter = limits.meter.clone();
+    let run = async move {
+        match &meter {
+            Some(meter) => meter.timed(run).await,
+            None => run.await,
+        }
+    };
     // The guest yields at every epoch tick, so this select sees cancellation within a
     // tick even when the guest never calls the host; dropping `run` drops the store.
     tokio::select! {
@@ -259,7 +304,7 @@ pub(crate) async fn run(
     }
 }
 
-fn wasi_builder(process: Process) -> wasmtime::Result<WasiCtxBuilder> {
+fn wasi_builder(process: Process, stdin: Option<InputStream>) -> wasmtime::Result<WasiCtxBuilder> {
     let Process {
         args,
         env,
@@ -271,6 +316,9 @@ fn wasi_builder(process: Process) -> wasmtime::Result<WasiCtxBuilder> {
     builder
         .stdout(AsyncStdoutStream::new(OUTPUT_BUDGET, stdout))
         .stderr(AsyncStdoutStream::new(OUTPUT_BUDGET, stderr));
+    if let Some(stdin) = stdin {
+        builder.stdin(AsyncStdinStream::new(stdin));
+    }
     Ok(builder)
 }
 

@@ -14,9 +14,10 @@ use crate::epoch::EpochTicker;
 use crate::error::{PrepareError, RunError, RuntimeError};
 use crate::fetch::{self, Location, Source};
 use crate::http::{self, HttpService, ServeTarget};
+use crate::meter::{Meter, MeterBook};
 use crate::oci::{Prepared, PullOptions, PullPolicy, Registry};
 use crate::program::{Linkers, Pre, Program, ProgramKind};
-use crate::run::{self, Exit, Process, RunLimits};
+use crate::run::{self, Exit, InputStream, Process, RunLimits};
 
 /// One node's Wasm runtime. Cheap to clone: clones share the engine and caches.
 #[derive(Clone)]
@@ -39,7 +40,17 @@ struct Inner {
     /// Registry pulls and what they resolved to, kept on disk.
     registry: Registry,
     stats: Counters,
+    meters: MeterBook,
     _ticker: EpochTicker,
+}
+
+/// What [`WasmRuntime::run_with`] adds to a plain run.
+#[derive(Default)]
+pub struct RunExtras {
+    /// The guest's stdin; `None` is an empty one.
+    pub stdin: Option<InputStream>,
+    /// Counts the run's memory and CPU time.
+    pub meter: Option<Meter>,
 }
 
 #[derive(Default)]
@@ -96,6 +107,7 @@ impl WasmRuntime {
                 remote_digests: Mutex::default(),
                 registry,
                 stats: Counters::default(),
+                meters: MeterBook::default(),
                 _ticker: ticker,
             }),
         })
@@ -285,7 +297,26 @@ impl WasmRuntime {
         process: Process,
         cancel: CancellationToken,
     ) -> Result<Exit, RunError> {
-        let exit = run::run(&self.inner.engine, &self.limits(), program, process, cancel).await?;
+        self.run_with(program, process, RunExtras::default(), cancel)
+            .await
+    }
+
+    /// [`WasmRuntime::run`] with a stdin for the guest and a meter that counts
+    /// its memory and CPU time (an exec'd command, a metered container).
+    #[tracing::instrument(skip_all, fields(program = program.digest()))]
+    pub async fn run_with(
+        &self,
+        program: &Program,
+        process: Process,
+        extras: RunExtras,
+        cancel: CancellationToken,
+    ) -> Result<Exit, RunError> {
+        let RunExtras { stdin, meter } = extras;
+        let limits = RunLimits {
+            meter,
+            ..self.limits()
+        };
+        let exit = run::run(&self.inner.engine, &limits, program, process, stdin, cancel).await?;
         tracing::debug!(?exit, "program ended");
         Ok(exit)
     }
@@ -302,6 +333,17 @@ impl WasmRuntime {
         service: HttpService,
         cancel: CancellationToken,
     ) -> Result<Exit, RunError> {
+        self.serve_metered(program, service, None, cancel).await
+    }
+
+    /// [`WasmRuntime::serve`], counting every request's instance on `meter`.
+    pub async fn serve_metered(
+        &self,
+        program: &Program,
+        service: HttpService,
+        meter: Option<Meter>,
+        cancel: CancellationToken,
+    ) -> Result<Exit, RunError> {
         let Pre::Http(pre) = program.pre() else {
             return Err(RunError::WrongKind {
                 digest: program.digest().to_owned(),
@@ -313,7 +355,10 @@ impl WasmRuntime {
             engine: &self.inner.engine,
             pre,
             digest: program.digest(),
-            limits: self.limits(),
+            limits: RunLimits {
+                meter,
+                ..self.limits()
+            },
         };
         let exit = http::serve(target, service, cancel).await?;
         tracing::debug!(?exit, kind = ?ProgramKind::HttpProxy, "stopped serving");
@@ -324,9 +369,15 @@ impl WasmRuntime {
         RunLimits {
             max_memory_bytes: usize::try_from(self.inner.config.max_memory_bytes)
                 .unwrap_or(usize::MAX),
+            meter: None,
             epoch_tick: self.inner.config.epoch_tick,
             cpu: None,
         }
+    }
+
+    /// The meters of the containers running on this runtime, by pod and container.
+    pub fn meters(&self) -> &MeterBook {
+        &self.inner.meters
     }
 }
 

@@ -34,7 +34,7 @@ pub fn resource() -> Resource {
         short_names: &["po"],
         categories: &["all"],
         has_status: true,
-        subresources: &["log", "binding", "eviction"],
+        subresources: &["log", "binding", "eviction", "exec"],
         tracks_generation: false,
         field_selectors: &[
             "spec.nodeName",

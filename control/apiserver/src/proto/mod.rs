@@ -37,6 +37,16 @@ const DURATION: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.Duration";
 const RAW_EXTENSION: &str = "k8s.io.apimachinery.pkg.runtime.RawExtension";
 const FIELDS_V1: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1";
 
+/// Fields of embedded Go structs (`json:",inline"`): protobuf nests them under
+/// a field named after the type, JSON spreads their fields into the parent.
+const INLINE: &[&str] = &[
+    "localObjectReference",
+    "volumeSource",
+    "persistentVolumeSource",
+    "ephemeralContainerCommon",
+    "ingressRuleValue",
+];
+
 /// Optional numbers whose zero is meaningful (Go pointers): kept as sent.
 const ZERO_KEPT: &[&str] = &[
     "replicas",
@@ -291,6 +301,11 @@ fn message(bytes: &[u8], name: &str, depth: usize) -> Result<Value, String> {
                 let value = single(wire, ty, depth)?;
                 out.insert(field.name.to_string(), value);
             }
+        }
+    }
+    for key in INLINE {
+        if let Some(Value::Object(inner)) = out.remove(*key) {
+            out.extend(inner);
         }
     }
     Ok(special(name, out))

@@ -148,6 +148,39 @@ fn deployment_with_quantities_int_or_string_and_zero_replicas() {
 }
 
 #[test]
+fn embedded_structs_are_spread_into_their_parent() {
+    // `kubectl create job --from=cronjob/…` sends the template's volumes and
+    // env references; their Go structs embed VolumeSource and
+    // LocalObjectReference, which JSON inlines.
+    let config_map = Msg::default().msg(1, Msg::default().str(1, "settings"));
+    let volume = Msg::default()
+        .str(1, "config")
+        .msg(2, Msg::default().msg(19, config_map));
+    let key_ref = Msg::default()
+        .msg(1, Msg::default().str(1, "creds"))
+        .str(2, "token");
+    let env = Msg::default()
+        .str(1, "TOKEN")
+        .msg(3, Msg::default().msg(4, key_ref));
+    let container = Msg::default()
+        .str(1, "main")
+        .str(2, "hello.wasm")
+        .msg(7, env);
+    let pod = Msg::default()
+        .msg(1, meta("p"))
+        .msg(2, Msg::default().msg(1, volume).msg(2, container));
+    let value = decode_body(&envelope("v1", "Pod", pod)).expect("decodes");
+    assert_eq!(
+        value["spec"]["volumes"][0],
+        json!({"name": "config", "configMap": {"name": "settings"}})
+    );
+    assert_eq!(
+        value["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"],
+        json!({"name": "creds", "key": "token"})
+    );
+}
+
+#[test]
 fn times_are_rfc3339() {
     let ev = Msg::default()
         .msg(1, meta("e"))

@@ -1,10 +1,9 @@
 //! The runner's [`Checker`]: performs probe actions against a running container.
 //! HTTP and TCP checks go to where the node serves the container's port (the
 //! node port of a `wasi:http` container, else the node's address and the port
-//! itself, or the pod's own IP when its driver gives it one); an exec check
-//! runs the command inside the running container when the driver can enter it
-//! (Docker exec), else the container's own program with the probe's command as
-//! argv, with the container's env, mounts and limits.
+//! itself); an exec check runs the probe's command in the container through
+//! [`ContainerDriver::exec`] (for Wasm: the container's own program with the
+//! command as argv, its env, mounts and limits; for OCI: `docker exec`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,19 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::probe::{Action, CheckFuture, Checker};
 use crate::driver::{
-    ContainerDriver, ExecSpec, ExitStatus, MountSpec, PreparedImage, ProcessContext, ProcessLimits,
-    ProcessSpec, RunError, ServedPort, error_chain,
+    ContainerDriver, ContainerTemplate, ExecSpec, ExitStatus, ServedPort, error_chain,
 };
 
-/// Everything an exec probe needs to start the container's program again.
+/// Everything an exec probe needs to run a command in the container.
 pub struct ExecTemplate {
     pub driver: Arc<dyn ContainerDriver>,
-    pub image: PreparedImage,
-    pub env: Vec<(String, String)>,
-    pub mounts: Vec<MountSpec>,
-    pub working_dir: Option<String>,
-    pub limits: ProcessLimits,
-    pub context: Option<ProcessContext>,
+    pub container: ContainerTemplate,
 }
 
 pub struct ContainerChecks {
@@ -47,7 +40,7 @@ impl ContainerChecks {
                 return Ok(found.address);
             }
         }
-        let pod_ip = match (host, &self.exec.context) {
+        let pod_ip = match (host, &self.exec.container.context) {
             (None, Some(context)) => self
                 .exec
                 .driver
@@ -104,55 +97,30 @@ impl ContainerChecks {
 
     async fn exec(&self, command: &[String]) -> Result<(), String> {
         let template = &self.exec;
-        let inside = ExecSpec {
+        let exec = ExecSpec {
             command: command.to_vec(),
+            stdin: None,
             stdout: Box::new(tokio::io::sink()),
             stderr: Box::new(tokio::io::sink()),
-        };
-        if let Some(context) = &template.context {
-            // Err: not a container the driver can enter; run the program anew.
-            if let Ok(running) =
-                template
-                    .driver
-                    .exec_in_container(&context.pod.uid, &context.container.name, inside)
-            {
-                return exit_verdict(command, running.await);
-            }
-        }
-        let process = ProcessSpec {
-            args: command.to_vec(),
-            env: template.env.clone(),
-            stdout: Box::new(tokio::io::sink()),
-            stderr: Box::new(tokio::io::sink()),
-            ports: Vec::new(),
-            ports_report: None,
-            mounts: template.mounts.clone(),
-            working_dir: template.working_dir.clone(),
-            limits: template.limits,
-            context: template.context.clone(),
-            started_report: None,
+            tty: false,
         };
         let cancel = CancellationToken::new();
         let _stop = cancel.clone().drop_guard();
-        exit_verdict(
-            command,
-            template.driver.run(&template.image, process, cancel).await,
-        )
-    }
-}
-
-/// A command's exit as a probe result: only exit code 0 passes.
-fn exit_verdict(command: &[String], exit: Result<ExitStatus, RunError>) -> Result<(), String> {
-    match exit {
-        Ok(ExitStatus::Code(0)) => Ok(()),
-        Ok(ExitStatus::Code(code)) => Err(format!("command {command:?} exited with {code}")),
-        Ok(ExitStatus::Trap(message)) => Err(format!("command {command:?} trapped: {message}")),
-        Ok(ExitStatus::OomKilled) => Err(format!("command {command:?} ran out of memory")),
-        Ok(ExitStatus::Killed) => Err(format!("command {command:?} was killed")),
-        Err(error) => Err(format!(
-            "command {command:?} could not run: {}",
-            error_chain(&error)
-        )),
+        match template
+            .driver
+            .exec(&template.container, exec, cancel)
+            .await
+        {
+            Ok(ExitStatus::Code(0)) => Ok(()),
+            Ok(ExitStatus::Code(code)) => Err(format!("command {command:?} exited with {code}")),
+            Ok(ExitStatus::Trap(message)) => Err(format!("command {command:?} trapped: {message}")),
+            Ok(ExitStatus::OomKilled) => Err(format!("command {command:?} ran out of memory")),
+            Ok(ExitStatus::Killed) => Err(format!("command {command:?} was killed")),
+            Err(error) => Err(format!(
+                "command {command:?} could not run: {}",
+                error_chain(&error)
+            )),
+        }
     }
 }
 

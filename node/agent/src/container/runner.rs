@@ -17,13 +17,14 @@ use super::{limits, ports};
 use crate::claims::LocalPath;
 use crate::cluster::Cluster;
 use crate::driver::{
-    ContainerDriver, ImagePullPolicy, MountSpec, PodSandbox, PreparedImage, ProcessContext,
-    ProcessSpec, PullRequest, error_chain,
+    ContainerDriver, ContainerTemplate, ImagePullPolicy, MountSpec, PodSandbox, PreparedImage,
+    ProcessContext, ProcessSpec, PullRequest, error_chain,
 };
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
 use crate::pod::PodIdentity;
 use crate::ports::PortTable;
+use crate::running::RunningTable;
 use crate::sources::{Allocatable, PodFacts, Sources};
 use crate::volumes::{self, PodVolumes};
 
@@ -57,6 +58,8 @@ pub struct RunnerContext {
     pub reports: mpsc::UnboundedSender<Report>,
     /// Where serving containers record their node ports.
     pub ports: Arc<PortTable>,
+    /// Where running containers are found for exec and usage.
+    pub running: Arc<RunningTable>,
     /// The pod as the worker first saw it (for the downward API and volumes).
     pub pod_object: Arc<Pod>,
     /// The node's address (the downward API's `status.podIP`/`hostIP`).
@@ -395,21 +398,24 @@ impl ContainerRunner {
         let served = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (runtime_id_tx, mut runtime_ids) = mpsc::unbounded_channel();
         let limits = limits(&self.spec);
+        let template = ContainerTemplate {
+            image: prepared.clone(),
+            env: launch.resolved.env.clone(),
+            mounts: launch.mounts.clone(),
+            working_dir: launch.working_dir.clone(),
+            limits,
+            context: Some(ProcessContext {
+                pod: Arc::clone(&self.context.sandbox),
+                container: Arc::new(self.spec.clone()),
+                restart_count: self.machine.restart_count(),
+            }),
+        };
         let checks = ContainerChecks {
             host_ip: self.context.host_ip.clone(),
             served: Arc::clone(&served),
             exec: ExecTemplate {
                 driver: Arc::clone(&self.context.driver),
-                image: prepared.clone(),
-                env: launch.resolved.env.clone(),
-                mounts: launch.mounts.clone(),
-                working_dir: launch.working_dir.clone(),
-                limits,
-                context: Some(ProcessContext {
-                    pod: Arc::clone(&self.context.sandbox),
-                    container: Arc::new(self.spec.clone()),
-                    restart_count: self.machine.restart_count(),
-                }),
+                container: template.clone(),
             },
         };
         let process = ProcessSpec {
@@ -460,6 +466,7 @@ impl ContainerRunner {
             result
         };
         tokio::pin!(attempt_done);
+        self.context.running.started(pod, &name, template);
         let (verdicts_tx, mut verdicts) = mpsc::unbounded_channel();
         let probes = Probes::of(&self.spec);
         let mut probing = !probes.is_empty();
@@ -486,6 +493,7 @@ impl ContainerRunner {
             }
         };
         self.context.ports.stopped(&self.context.pod, &name);
+        self.context.running.stopped(&self.context.pod, &name);
         match result {
             Ok(exit) => Input::Exited(Outcome::from_exit(exit)),
             Err(error) => {

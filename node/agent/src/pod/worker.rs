@@ -27,6 +27,7 @@ use crate::driver::{ContainerDriver, DEFAULT_GRACE_PERIOD, PodSandbox, error_cha
 use crate::events::EventRecorder;
 use crate::logs::LogBook;
 use crate::ports::PortTable;
+use crate::running::RunningTable;
 use crate::sources::Allocatable;
 use crate::volumes::PodVolumes;
 
@@ -47,6 +48,8 @@ pub struct NodeContext {
     pub logs: Arc<LogBook>,
     /// The node ports of serving containers.
     pub ports: Arc<PortTable>,
+    /// The containers running now (for exec and usage).
+    pub running: Arc<RunningTable>,
     /// Where pod volumes live (`<data_dir>/volumes/<uid>`).
     pub data_dir: PathBuf,
     /// What the node offers containers without limits (the downward API's fallback).
@@ -350,6 +353,7 @@ impl PodWorker {
             events: self.events.clone(),
             reports: self.reports_tx.clone(),
             ports: Arc::clone(&self.node.ports),
+            running: Arc::clone(&self.node.running),
             pod_object: Arc::clone(&self.object),
             host_ip: self.node.host_ip.clone(),
             allocatable: self.node.allocatable,

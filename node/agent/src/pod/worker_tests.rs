@@ -25,6 +25,7 @@ fn harness() -> Harness {
         driver: Arc::new(driver.clone()),
         logs: Arc::new(LogBook::new(dir.path().join("pods"))),
         ports: Arc::default(),
+        running: Arc::default(),
         data_dir: dir.path().to_path_buf(),
         allocatable: crate::sources::Allocatable {
             cpu_cores: 2.0,
