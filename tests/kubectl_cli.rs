@@ -194,3 +194,73 @@ fn wait_edit_diff_watch_and_prune() -> Result<()> {
     );
     Ok(())
 }
+
+/// `label` and `annotate` (set, refuse to overwrite without `--overwrite`,
+/// remove with `key-`), and the `get` forms that show them: `--show-labels`,
+/// `-l`, `-o name`, `-A`.
+#[test]
+fn label_annotate_and_get_forms() -> Result<()> {
+    let cluster = Cluster::start()?;
+    let dir = tempfile::tempdir()?;
+    let c1 = manifest(dir.path(), "c1.yaml", &config_map("c1", "1"));
+    cluster.kubectl_ok(&["apply", "-f", c1.to_str().unwrap()])?;
+
+    let labeled = cluster.kubectl_ok(&["label", "configmap", "c1", "tier=web"])?;
+    assert!(labeled.contains("configmap/c1 labeled"), "{labeled}");
+    let refused = cluster.kubectl_err(&["label", "configmap", "c1", "tier=db"])?;
+    assert!(refused.contains("--overwrite"), "{refused}");
+    cluster.kubectl_ok(&["label", "configmap", "c1", "tier=db", "--overwrite"])?;
+
+    let shown = cluster.kubectl_ok(&["get", "configmap", "c1", "--show-labels"])?;
+    let header = shown.lines().next().context("a header line")?;
+    assert!(header.contains("LABELS"), "{shown}");
+    assert!(shown.contains("set=cli,tier=db"), "{shown}");
+    assert_eq!(
+        cluster
+            .kubectl_ok(&["get", "configmap", "-l", "tier=db", "-o", "name"])?
+            .trim(),
+        "configmap/c1"
+    );
+
+    let annotated = cluster.kubectl_ok(&["annotate", "configmap", "c1", "note=hello"])?;
+    assert!(annotated.contains("configmap/c1 annotated"), "{annotated}");
+    assert_eq!(
+        cluster.kubectl_ok(&[
+            "get",
+            "configmap",
+            "c1",
+            "-o",
+            "jsonpath={.metadata.annotations.note}"
+        ])?,
+        "hello"
+    );
+    cluster.kubectl_ok(&["annotate", "configmap", "c1", "note-"])?;
+    cluster.kubectl_ok(&["label", "configmap", "c1", "tier-"])?;
+    let object = cluster.kubectl_ok(&["get", "configmap", "c1", "-o", "json"])?;
+    let object: serde_json::Value = serde_json::from_str(&object)?;
+    assert_eq!(
+        object["metadata"]["labels"],
+        serde_json::json!({"set": "cli"})
+    );
+    assert!(
+        object["metadata"]["annotations"].get("note").is_none(),
+        "{object}"
+    );
+    assert_eq!(
+        cluster
+            .kubectl_ok(&["get", "configmap", "-l", "tier", "-o", "name"])?
+            .trim(),
+        ""
+    );
+
+    let everywhere = cluster.kubectl_ok(&["get", "configmap", "-A"])?;
+    let header = everywhere.lines().next().context("a header line")?;
+    assert!(header.starts_with("NAMESPACE"), "{everywhere}");
+    assert!(
+        everywhere
+            .lines()
+            .any(|line| line.starts_with("default") && line.contains(" c1 ")),
+        "{everywhere}"
+    );
+    Ok(())
+}
