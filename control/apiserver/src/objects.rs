@@ -160,6 +160,9 @@ fn stamp(object: &mut Value, revision: Revision) {
     meta::set(object, "resourceVersion", json!(revision.to_string()));
 }
 
+/// How often a delete without preconditions reads again after losing a race.
+const DELETE_ATTEMPTS: u32 = 16;
+
 /// Storage of one resource.
 pub struct Objects<'a> {
     pub store: &'a Store,
@@ -854,6 +857,30 @@ impl<'a> Objects<'a> {
     /// DELETE. Pods on a node and objects with finalizers are only marked
     /// (deletionTimestamp); the node or the finalizer's owner completes it.
     pub async fn delete(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> ApiResult<Value> {
+        // A delete without preconditions does not care which version it
+        // deletes: a write racing it (a node's status update, a controller)
+        // makes it read again, as Kubernetes' GuaranteedUpdate does, instead
+        // of answering 409 to a client that named no version.
+        let preconditions =
+            options.precondition_uid.is_some() || options.precondition_resource_version.is_some();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.delete_once(namespace, name, options).await {
+                Err(ApiError::Conflict { .. }) if !preconditions && attempts < DELETE_ATTEMPTS => {
+                    continue;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn delete_once(
         &self,
         namespace: Option<&str>,
         name: &str,
