@@ -417,21 +417,6 @@ pub trait ContainerDriver: Send + Sync + 'static {
         futures::future::ready(()).boxed()
     }
 
-    /// Runs `exec.command` inside the running container `container` of the pod
-    /// `pod_uid` (Docker exec for the OCI driver), to its end. `Err(exec)` hands
-    /// the request back when this driver runs no such container: the Wasm
-    /// driver has no process to enter, so an exec probe there starts the
-    /// container's program anew with the probe's argv instead. Dropping the
-    /// future stops waiting; it does not kill the command.
-    fn exec_in_container<'a>(
-        &'a self,
-        _pod_uid: &'a str,
-        _container: &'a str,
-        exec: ExecSpec,
-    ) -> Result<BoxFuture<'a, Result<ExitStatus, RunError>>, ExecSpec> {
-        Err(exec)
-    }
-
     /// Extra Node conditions about the driver's health (e.g. the container
     /// engine is unreachable), sent with every heartbeat.
     fn node_conditions(&self) -> Vec<DriverCondition> {

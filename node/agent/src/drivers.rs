@@ -243,22 +243,6 @@ impl ContainerDriver for Drivers {
         .boxed()
     }
 
-    fn exec_in_container<'a>(
-        &'a self,
-        pod_uid: &'a str,
-        container: &'a str,
-        exec: ExecSpec,
-    ) -> Result<BoxFuture<'a, Result<ExitStatus, RunError>>, ExecSpec> {
-        let exec = match &self.oci {
-            Some(oci) => match oci.exec_in_container(pod_uid, container, exec) {
-                Ok(running) => return Ok(running),
-                Err(exec) => exec,
-            },
-            None => exec,
-        };
-        self.wasm.exec_in_container(pod_uid, container, exec)
-    }
-
     fn node_conditions(&self) -> Vec<DriverCondition> {
         let mut conditions = self.wasm.node_conditions();
         if let Some(oci) = &self.oci {

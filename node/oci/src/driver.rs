@@ -835,32 +835,6 @@ impl ContainerDriver for OciDriver {
         self.retain(pod_uids).boxed()
     }
 
-    fn exec_in_container<'a>(
-        &'a self,
-        pod_uid: &'a str,
-        container: &'a str,
-        exec: ExecSpec,
-    ) -> Result<BoxFuture<'a, Result<ExitStatus, RunError>>, ExecSpec> {
-        let key = (pod_uid.to_string(), container.to_string());
-        let Some(id) = self
-            .inner
-            .running
-            .lock()
-            .expect("running")
-            .get(&key)
-            .cloned()
-        else {
-            return Err(exec);
-        };
-        let docker = self.docker();
-        Ok(async move {
-            crate::exec::run_in(&docker, &id, exec)
-                .await
-                .map_err(|source| RunError { source })
-        }
-        .boxed())
-    }
-
     fn node_conditions(&self) -> Vec<DriverCondition> {
         let health = self.inner.health.lock().expect("health").clone();
         vec![match health {
