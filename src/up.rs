@@ -85,7 +85,11 @@ pub async fn run(args: UpArgs) -> Result<()> {
     };
     create_runtime_classes(&client).await;
     create_storage_class(&client).await;
-    let drivers = skiff_agent::Drivers::new(Arc::new(wasm), oci);
+    let drivers = skiff_agent::Drivers::new(
+        Arc::new(wasm.clone()),
+        oci.clone()
+            .map(|driver| Arc::new(driver) as Arc<dyn skiff_agent::ContainerDriver>),
+    );
     let gateway_listener = bind_gateway(args.gateway_addr).await?;
     let gateway_addr = gateway_listener.local_addr()?;
     let gateway_config = skiff_proxy::GatewayConfig {
@@ -94,19 +98,22 @@ pub async fn run(args: UpArgs) -> Result<()> {
     };
     let agent = skiff_agent::NodeAgent::new(agent_config, client.clone(), drivers);
     let local_ports = Arc::new(AgentPorts(agent.ports()));
-    let gateway_cancel = cancel.child_token();
-    tasks.spawn(async move {
-        let served = skiff_proxy::run(
-            gateway_config,
-            client,
-            local_ports,
-            gateway_listener,
-            gateway_cancel,
-        );
-        if let Err(err) = served.await {
-            tracing::error!(%err, "gateway stopped");
-        }
-    });
+    let gateway = skiff_proxy::start(
+        gateway_config,
+        client,
+        local_ports,
+        gateway_listener,
+        cancel.child_token(),
+    )
+    .context("starting the gateway")?;
+    // Guests reach Services by name through this node's gateway.
+    wasm.set_services(Arc::new(GatewayServices(gateway.services())));
+    // OCI pods resolve Service names and reach cluster IPs inside their own
+    // network namespaces, served by the gateway.
+    if let Some(oci) = &oci {
+        oci.observe_sandboxes(Arc::new(PodNetworks(gateway.pod_networks())));
+    }
+    tasks.spawn(gateway.wait());
     tasks.spawn(async move {
         if let Err(err) = agent.run(agent_cancel).await {
             tracing::error!(%err, "node agent stopped");
@@ -150,6 +157,52 @@ impl skiff_proxy::LocalPorts for AgentPorts {
     }
 }
 
+/// Where the OCI driver reports pods' network namespaces.
+struct PodNetworks(Arc<skiff_proxy::podnet::PodNetworks>);
+
+impl skiff_oci::SandboxObserver for PodNetworks {
+    fn started(
+        &self,
+        pod: &skiff_agent::driver::PodSandbox,
+        ip: Option<std::net::IpAddr>,
+        netns: &Path,
+    ) {
+        self.0.attach(
+            skiff_proxy::podnet::PodRef {
+                uid: pod.uid.clone(),
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                ip,
+            },
+            netns.to_path_buf(),
+        );
+    }
+
+    fn removed(&self, pod_uid: &str) {
+        self.0.detach(pod_uid);
+    }
+}
+
+/// The gateway's view of the Services, as the Wasm runtime asks it.
+struct GatewayServices(skiff_proxy::Services);
+
+impl skiff_wasm::ServiceNames for GatewayServices {
+    fn exists(&self, namespace: &str, name: &str) -> bool {
+        self.0.exists(namespace, name)
+    }
+
+    fn gateway(&self) -> SocketAddr {
+        self.0.address()
+    }
+
+    fn caller_header(&self) -> Option<(http::HeaderName, String)> {
+        Some((
+            http::HeaderName::from_static(skiff_proxy::gateway::CALLER_HEADER),
+            self.0.caller_prefix(),
+        ))
+    }
+}
+
 /// Bind the gateway: an address given on the command line must be free; the
 /// default falls back to a free port when another program holds it.
 async fn bind_gateway(requested: Option<SocketAddr>) -> Result<tokio::net::TcpListener> {
@@ -177,7 +230,7 @@ async fn oci_driver(
     node_id: String,
     pause_image: String,
     detach: CancellationToken,
-) -> Option<Arc<dyn skiff_agent::ContainerDriver>> {
+) -> Option<skiff_oci::OciDriver> {
     let socket = match std::env::var("DOCKER_HOST") {
         Ok(host) => host.strip_prefix("unix://").map(str::to_string),
         Err(_) => Some("/var/run/docker.sock".to_string()),
@@ -191,6 +244,11 @@ async fn oci_driver(
     let config = skiff_oci::OciConfig {
         socket,
         pause_image,
+        // The gateway answers DNS inside each pod (skiff_proxy::podnet).
+        cluster_dns: Some(skiff_oci::ClusterDns {
+            nameserver: skiff_proxy::podnet::DNS_ADDRESS.ip(),
+            domain: skiff_proxy::podnet::CLUSTER_DOMAIN.to_string(),
+        }),
         ..skiff_oci::OciConfig::new(node_id)
     };
     match skiff_oci::OciDriver::connect(config, detach) {
@@ -200,7 +258,7 @@ async fn oci_driver(
                     "the Docker engine does not answer yet; OCI pods wait until it does"
                 );
             }
-            Some(Arc::new(driver))
+            Some(driver)
         }
         Err(err) => {
             tracing::warn!(error = %err, "the OCI runtime is unavailable; this node runs Wasm pods only");

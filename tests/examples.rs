@@ -133,3 +133,148 @@ fn todo_api_and_cron_report_share_a_claim() -> Result<()> {
     assert!(!logs.contains("not-for-the-logs"), "{logs}");
     Ok(())
 }
+
+/// curl through the gateway with this Host header: (status, body).
+fn curl_gateway(cluster: &Cluster, host: &str, path: &str) -> Result<(u16, String)> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Host: {host}"))
+        .arg(format!("http://{}{path}", cluster.gateway))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((status.trim().parse().unwrap_or(0), body.to_string()))
+}
+
+/// greeter calls hello-http by its short Service name and hello-http calls
+/// greeter back by its full name, through the gateway: with no allow-list,
+/// under a NetworkPolicy that admits only the greeter's pods (the runtime
+/// names the calling pod), and waking hello-http from zero replicas.
+#[test]
+fn greeter_and_hello_http_call_each_other_by_name() -> Result<()> {
+    build_guests();
+    let cluster = Cluster::start()?;
+    let example = repo_root().join("examples/greeter/manifest.yaml");
+    cluster.kubectl_ok(&["apply", "-f", example.to_str().unwrap()])?;
+    for deployment in ["deploy/greeter", "deploy/hello-http"] {
+        cluster.kubectl_ok(&[
+            "rollout",
+            "status",
+            deployment,
+            "-n",
+            "greeter",
+            "--timeout=120s",
+        ])?;
+    }
+    let mut last = (0, String::new());
+    cluster.wait_for(Duration::from_secs(60), "the greeter to answer", |c| {
+        last = curl_gateway(c, "greeter.greeter", "/")?;
+        Ok(last.0 == 200)
+    })?;
+    assert_eq!(
+        last.1,
+        "Greeter greeter here. http://hello-http/greeter answered 200 OK:\n\
+         Hello from hello-http!\npath: /greeter\n"
+    );
+    let (status, body) = curl_gateway(
+        &cluster,
+        "hello-http.greeter.svc.cluster.local",
+        "/outbound",
+    )?;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "outbound request answered 200 OK\nGreeter greeter here.\n"
+        )
+    );
+    // Both calls went through the gateway, as requests to the Services.
+    let (_, metrics) = curl_gateway(&cluster, "gateway", "/_skiff/metrics")?;
+    for route in ["service/greeter/hello-http", "service/greeter/greeter"] {
+        let line = format!("skiff_gateway_requests_total{{route=\"{route}\",code=\"200\"}} 2");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    // ... and the access log has a line for each, with route, status and time.
+    let log = std::fs::read_to_string(cluster.log_path())?;
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("skiff_proxy::access") && l.contains("service/greeter/hello-http"))
+        .collect();
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("status=200") && l.contains("micros=")),
+        "{access:?}"
+    );
+
+    // Only the greeter's pods may call hello-http: the greeter still can,
+    // a client outside cannot.
+    let policy = common::manifest(
+        &cluster.data_dir,
+        "policy.yaml",
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: hello-from-greeter, namespace: greeter}
+spec:
+  podSelector: {matchLabels: {app: hello-http}}
+  ingress:
+    - from:
+        - podSelector: {matchLabels: {app: greeter}}
+"#,
+    );
+    cluster.kubectl_ok(&["apply", "-f", policy.to_str().unwrap()])?;
+    cluster.wait_for(
+        Duration::from_secs(30),
+        "the policy to deny outsiders",
+        |c| Ok(curl_gateway(c, "hello-http.greeter", "/")?.0 == 403),
+    )?;
+    let (status, body) = curl_gateway(&cluster, "greeter.greeter", "/")?;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Hello from hello-http!"), "{body}");
+    cluster.kubectl_ok(&[
+        "delete",
+        "networkpolicy",
+        "hello-from-greeter",
+        "-n",
+        "greeter",
+    ])?;
+
+    // hello-http at zero replicas: the greeter's call is held while it starts.
+    cluster.kubectl_ok(&[
+        "annotate",
+        "deploy/hello-http",
+        "-n",
+        "greeter",
+        "skiff.dev/scale-to-zero-after=1h",
+    ])?;
+    cluster.kubectl_ok(&[
+        "scale",
+        "deploy/hello-http",
+        "-n",
+        "greeter",
+        "--replicas=0",
+    ])?;
+    cluster.wait_for(Duration::from_secs(60), "hello-http to have no pod", |c| {
+        let pods = c.kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            "greeter",
+            "-l",
+            "app=hello-http",
+            "-o",
+            "name",
+        ])?;
+        Ok(pods.trim().is_empty())
+    })?;
+    let (status, body) = curl_gateway(&cluster, "greeter.greeter", "/")?;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Hello from hello-http!"), "{body}");
+    cluster.wait_field(
+        &["deploy", "hello-http", "-n", "greeter"],
+        "{.spec.replicas}",
+        "1",
+    )?;
+    Ok(())
+}

@@ -240,6 +240,10 @@ fn wasm_process(
         started_report: _,
     } = process;
     let egress = egress_of(context.as_ref())?;
+    let pod = context.as_ref().map(|c| skiff_wasm::PodIdentity {
+        namespace: c.pod.namespace.clone(),
+        name: c.pod.name.clone(),
+    });
     let process = Process {
         args,
         env,
@@ -262,6 +266,7 @@ fn wasm_process(
                 .filter(|cores| cores.is_finite() && *cores >= 0.0)
                 .map(|cores| (cores * 1000.0).ceil() as u64),
             egress,
+            pod,
         },
     };
     Ok((process, ports, ports_report))

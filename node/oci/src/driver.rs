@@ -48,6 +48,29 @@ pub struct OciConfig {
     pub busybox: PathBuf,
     /// How often the engine is pinged for the node's `OCIRuntimeReady` condition.
     pub health_interval: Duration,
+    /// The DNS server and search path each pod's containers get (the node's
+    /// resolver for Service names); `None` leaves the engine's defaults.
+    pub cluster_dns: Option<ClusterDns>,
+}
+
+/// Where a pod's containers resolve names: `nameserver` in their
+/// `/etc/resolv.conf`, and the Kubernetes search path for the pod's
+/// namespace (`<ns>.svc.<domain> svc.<domain> <domain>`, `ndots:5`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDns {
+    pub nameserver: IpAddr,
+    /// The cluster domain, `cluster.local`.
+    pub domain: String,
+}
+
+/// Told when a pod's sandbox, and so its network namespace, comes and goes
+/// (the node's per-pod DNS and Service addresses live in it).
+pub trait SandboxObserver: Send + Sync + 'static {
+    /// The sandbox of `pod` runs; `netns` is its network namespace
+    /// (`/proc/<pid>/ns/net`). Called again for a sandbox adopted after a restart.
+    fn started(&self, pod: &PodSandbox, ip: Option<IpAddr>, netns: &std::path::Path);
+    /// The pod's sandbox is gone.
+    fn removed(&self, pod_uid: &str);
 }
 
 impl OciConfig {
@@ -58,6 +81,7 @@ impl OciConfig {
             pause_image: pause::DEFAULT_PAUSE_IMAGE.to_string(),
             busybox: PathBuf::from(pause::DEFAULT_BUSYBOX),
             health_interval: Duration::from_secs(10),
+            cluster_dns: None,
         }
     }
 }
@@ -95,6 +119,7 @@ struct Inner {
     running: Mutex<HashMap<(String, String), String>>,
     /// Serialises the one-time build of the default pause image.
     pause_ready: tokio::sync::Mutex<bool>,
+    observer: std::sync::OnceLock<Arc<dyn SandboxObserver>>,
 }
 
 /// Runs containers as Docker containers, one pause container per pod holding
@@ -162,10 +187,23 @@ impl OciDriver {
                 ips: Mutex::default(),
                 running: Mutex::default(),
                 pause_ready: tokio::sync::Mutex::new(false),
+                observer: std::sync::OnceLock::new(),
             }),
             detach,
         };
         Ok(driver)
+    }
+
+    /// Tells `observer` about every pod sandbox from now on. Set once; a
+    /// second call is ignored and returns false.
+    pub fn observe_sandboxes(&self, observer: Arc<dyn SandboxObserver>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    fn sandbox_removed(&self, uid: &str) {
+        if let Some(observer) = self.inner.observer.get() {
+            observer.removed(uid);
+        }
     }
 
     /// Checks the engine once (negotiating the API version), then keeps
@@ -451,6 +489,11 @@ impl OciDriver {
             .inspect(&id)
             .await
             .map_err(|e| other(engine_message(&e)))?;
+        let pid = inspected
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .filter(|pid| *pid > 0);
         let ip = inspected
             .network_settings
             .and_then(|n| n.networks)
@@ -467,6 +510,9 @@ impl OciDriver {
                 .expect("ips")
                 .insert(pod.uid.clone(), ip);
         }
+        if let (Some(observer), Some(pid)) = (self.inner.observer.get(), pid) {
+            observer.started(pod, ip, &PathBuf::from(format!("/proc/{pid}/ns/net")));
+        }
         let sandbox = Sandbox { id, ip };
         *slot = Some(sandbox.clone());
         Ok(sandbox)
@@ -475,6 +521,7 @@ impl OciDriver {
     async fn create_sandbox(&self, pod: &PodSandbox) -> Result<String, BoxError> {
         self.ensure_pause_image().await?;
         let name = format!("skiff_POD_{}_{}_{}", pod.name, pod.namespace, pod.uid);
+        let dns = self.inner.config.cluster_dns.as_ref();
         let body = ContainerCreateBody {
             image: Some(self.inner.config.pause_image.clone()),
             hostname: Some(pod.name.chars().take(63).collect()),
@@ -487,6 +534,17 @@ impl OciDriver {
             host_config: Some(HostConfig {
                 // The pod's containers join its IPC namespace too.
                 ipc_mode: Some("shareable".to_string()),
+                // ... and its resolv.conf, which the engine writes for the
+                // container owning the network namespace.
+                dns: dns.map(|d| vec![d.nameserver.to_string()]),
+                dns_search: dns.map(|d| {
+                    vec![
+                        format!("{}.svc.{}", pod.namespace, d.domain),
+                        format!("svc.{}", d.domain),
+                        d.domain.clone(),
+                    ]
+                }),
+                dns_options: dns.map(|_| vec!["ndots:5".to_string()]),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
@@ -712,6 +770,7 @@ impl OciDriver {
     async fn finish_pod(&self, uid: &str) {
         self.inner.sandboxes.lock().expect("sandboxes").remove(uid);
         self.inner.ips.lock().expect("ips").remove(uid);
+        self.sandbox_removed(uid);
         match self.find(&[format!("{}={uid}", labels::POD_UID)]).await {
             Ok(found) => {
                 for (id, _) in found {
@@ -753,6 +812,7 @@ impl OciDriver {
                 self.remove(&id).await;
                 self.inner.sandboxes.lock().expect("sandboxes").remove(&uid);
                 self.inner.ips.lock().expect("ips").remove(&uid);
+                self.sandbox_removed(&uid);
             }
         }
     }

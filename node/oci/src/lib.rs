@@ -32,4 +32,4 @@ pub mod pause;
 pub mod resources;
 pub mod security;
 
-pub use driver::{OciConfig, OciDriver, OciError};
+pub use driver::{ClusterDns, OciConfig, OciDriver, OciError, SandboxObserver};

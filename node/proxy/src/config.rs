@@ -14,6 +14,9 @@ pub struct GatewayConfig {
     pub response_timeout: Duration,
     /// The address NodePort listeners bind to (the node's IP); the port is the nodePort.
     pub node_port_ip: std::net::IpAddr,
+    /// The cluster IP range (the API server allocates from `10.96.0.0/12`):
+    /// made local inside OCI pods, where each cluster IP is served.
+    pub service_cidr: String,
 }
 
 impl Default for GatewayConfig {
@@ -23,6 +26,7 @@ impl Default for GatewayConfig {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(30),
             node_port_ip: [127, 0, 0, 1].into(),
+            service_cidr: "10.96.0.0/12".to_string(),
         }
     }
 }

@@ -38,9 +38,32 @@ pub const OWN_PREFIX: &str = "/_skiff/";
 /// How often a held request looks for a serving endpoint besides cache changes.
 const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// The header with which the node's Wasm runtime names the pod a request
+/// comes from: `<token> <namespace>/<pod>`. Only a value with this gateway's
+/// token counts (a guest or an outside client cannot know it); the header
+/// never reaches a backend.
+pub const CALLER_HEADER: &str = "x-skiff-caller";
+
+/// Who is calling, as NetworkPolicy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub ip: IpAddr,
+    /// The calling pod `(namespace, name)` when the node's Wasm runtime
+    /// vouched for it ([`CALLER_HEADER`]); else the pod is found by `ip`.
+    pub pod: Option<(String, String)>,
+}
+
+impl Client {
+    pub fn from_ip(ip: IpAddr) -> Client {
+        Client { ip, pod: None }
+    }
+}
+
 /// Everything a request needs, shared by all connections.
 pub struct Gateway {
     pub config: GatewayConfig,
+    /// The secret in [`CALLER_HEADER`] values, known to this node's runtime.
+    pub caller_token: String,
     pub caches: Caches,
     pub resolver: Resolver,
     pub balancer: Balancer,
@@ -169,17 +192,20 @@ impl Gateway {
         };
         let label = route.label.clone();
         let local_only = request.headers().contains_key(HOP_HEADER);
-        let client = self.client_of(&request, peer.ip(), local_only);
+        let client = Client {
+            ip: self.client_of(&request, peer.ip(), local_only),
+            pod: self.vouched_caller(&request),
+        };
         let target = self.scaler.target(&route.namespace, &route.service);
         let mut in_flight = target.as_deref().map(|t| self.scaler.start(t));
-        let candidates = match self.candidates(&route, client, local_only) {
+        let candidates = match self.candidates(&route, &client, local_only) {
             Ok(candidates) => candidates,
             // A gateway that forwarded here already saw a ready endpoint on
             // this node: holding is the first gateway's job.
             Err(NoCandidate::Unavailable(reason)) => {
                 match (target.as_deref(), in_flight.as_mut()) {
                     (Some(target), Some(guard)) if target.policy.holds() && !local_only => {
-                        match self.hold(&route, target, guard, client).await {
+                        match self.hold(&route, target, guard, &client).await {
                             Ok(candidates) => candidates,
                             Err(refused) => return (label, refused.response()),
                         }
@@ -210,15 +236,26 @@ impl Gateway {
             .unwrap_or(peer)
     }
 
+    /// The pod named by a [`CALLER_HEADER`] carrying this gateway's token.
+    fn vouched_caller(&self, request: &Request<Incoming>) -> Option<(String, String)> {
+        let value = request.headers().get(CALLER_HEADER)?.to_str().ok()?;
+        let (token, pod) = value.split_once(' ')?;
+        if token != self.caller_token || self.caller_token.is_empty() {
+            return None;
+        }
+        let (namespace, name) = pod.trim().split_once('/')?;
+        Some((namespace.to_string(), name.to_string()))
+    }
+
     /// Hold a request for a Deployment with no ready endpoint: wake it (scale
     /// to one) and wait until an endpoint is Ready, within the policy's
     /// queue limit and timeout.
-    async fn hold(
+    pub(crate) async fn hold(
         &self,
         route: &Route,
         target: &Target,
         guard: &mut InFlight<'_>,
-        client: IpAddr,
+        client: &Client,
     ) -> Result<Vec<(Endpoint, Upstream)>, NoCandidate> {
         guard.hold(target).map_err(NoCandidate::Unavailable)?;
         let deadline = tokio::time::Instant::now() + target.policy.hold_timeout;
@@ -253,7 +290,7 @@ impl Gateway {
     pub(crate) fn candidates(
         &self,
         route: &Route,
-        client: IpAddr,
+        client: &Client,
         local_only: bool,
     ) -> Result<Vec<(Endpoint, Upstream)>, NoCandidate> {
         let key = format!("{}/{}", route.namespace, route.service);
@@ -283,7 +320,7 @@ impl Gateway {
         let ready = self.admit(&key, ready, client)?;
         let ordered = self
             .balancer
-            .order(&route.label, ready, client, affinity(&service));
+            .order(&route.label, ready, client.ip, affinity(&service));
         let reachable: Vec<(Endpoint, Upstream)> = ordered
             .into_iter()
             .filter_map(|e| self.resolver.upstream(&e, local_only).map(|u| (e, u)))
@@ -302,7 +339,7 @@ impl Gateway {
         &self,
         service: &str,
         ready: Vec<Endpoint>,
-        client: IpAddr,
+        client: &Client,
     ) -> Result<Vec<Endpoint>, NoCandidate> {
         let policies = self.caches.policies.state();
         let governed = |e: &Endpoint| {
@@ -317,7 +354,7 @@ impl Gateway {
         }
         let source = self.source_pod(client);
         let caller = Caller {
-            ip: client,
+            ip: client.ip,
             pod: source.as_ref().map(|(pod, labels)| (&**pod, labels)),
         };
         let mut denied = std::collections::BTreeSet::new();
@@ -344,11 +381,12 @@ impl Gateway {
         if allowed.is_empty() {
             let who = match &source {
                 Some((pod, _)) => format!(
-                    "pod {}/{} ({client})",
+                    "pod {}/{} ({})",
                     pod.metadata.namespace.as_deref().unwrap_or_default(),
-                    pod.metadata.name.as_deref().unwrap_or_default()
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    client.ip
                 ),
-                None => client.to_string(),
+                None => client.ip.to_string(),
             };
             let names: Vec<String> = denied.into_iter().collect();
             return Err(NoCandidate::Forbidden(format!(
@@ -359,24 +397,14 @@ impl Gateway {
         Ok(allowed)
     }
 
-    /// The pod whose own IP `ip` is (an OCI pod), with its namespace's labels.
+    /// The calling pod with its namespace's labels: the one the runtime
+    /// vouched for, else the pod whose own IP is the client's (an OCI pod).
     /// Node addresses (where Wasm pods live) and loopback name no pod.
-    fn source_pod(&self, ip: IpAddr) -> Option<(Arc<Pod>, BTreeMap<String, String>)> {
-        if ip.is_loopback() {
-            return None;
-        }
-        if self.resolver.is_node_address(ip) {
-            return None;
-        }
-        let text = ip.to_string();
-        let pod = self.caches.pods.state().into_iter().find(|p| {
-            let status = p.status.as_ref();
-            status.and_then(|s| s.pod_ip.as_deref()) == Some(text.as_str())
-                && !matches!(
-                    status.and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                )
-        })?;
+    fn source_pod(&self, client: &Client) -> Option<(Arc<Pod>, BTreeMap<String, String>)> {
+        let pod = match &client.pod {
+            Some((namespace, name)) => self.caches.pod(namespace, name)?,
+            None => self.pod_by_ip(client.ip)?,
+        };
         let labels = pod
             .metadata
             .namespace
@@ -385,6 +413,25 @@ impl Gateway {
             .and_then(|ns| ns.metadata.labels.clone())
             .unwrap_or_default();
         Some((pod, labels))
+    }
+
+    /// The running pod whose own IP `ip` is.
+    fn pod_by_ip(&self, ip: IpAddr) -> Option<Arc<Pod>> {
+        if ip.is_loopback() {
+            return None;
+        }
+        if self.resolver.is_node_address(ip) {
+            return None;
+        }
+        let text = ip.to_string();
+        self.caches.pods.state().into_iter().find(|p| {
+            let status = p.status.as_ref();
+            status.and_then(|s| s.pod_ip.as_deref()) == Some(text.as_str())
+                && !matches!(
+                    status.and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+        })
     }
 
     pub(crate) async fn connect(
@@ -431,6 +478,7 @@ impl Gateway {
         let (mut parts, body) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(HOP_HEADER);
+        parts.headers.remove(CALLER_HEADER);
         if let Ok(value) = HeaderValue::from_str(host) {
             parts.headers.insert(header::HOST, value);
         }

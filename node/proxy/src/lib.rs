@@ -44,11 +44,13 @@
 
 pub mod cache;
 pub mod config;
+pub mod dns;
 pub mod endpoints;
 pub mod gateway;
 pub mod metrics;
 pub mod netpol;
 pub mod nodeport;
+pub mod podnet;
 pub mod policy;
 mod publish;
 pub mod route;
@@ -95,13 +97,85 @@ pub async fn run(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> Result<(), GatewayError> {
+    start(config, client, local, listener, cancel)?.wait().await;
+    Ok(())
+}
+
+/// A gateway serving in the background, started by [`start`].
+pub struct Running {
+    services: Services,
+    pod_networks: Arc<podnet::PodNetworks>,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// What the node's Wasm runtime needs to send guests' requests for
+    /// Service names here.
+    pub fn services(&self) -> Services {
+        self.services.clone()
+    }
+
+    /// Where the node's OCI driver reports pods' network namespaces, to
+    /// get Service names and cluster IPs served inside them ([`podnet`]).
+    pub fn pod_networks(&self) -> Arc<podnet::PodNetworks> {
+        Arc::clone(&self.pod_networks)
+    }
+
+    /// Wait until the gateway has stopped (its `cancel` fired) and its
+    /// connections have drained.
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// The cluster's Services as this gateway sees them, and how to reach it:
+/// for the node's Wasm runtime, which sends a guest's request for a Service
+/// name to the gateway instead of resolving the name.
+#[derive(Clone)]
+pub struct Services {
+    caches: cache::Caches,
+    address: std::net::SocketAddr,
+    caller_token: String,
+}
+
+impl Services {
+    /// Whether Service `namespace/name` exists (in the gateway's cache).
+    pub fn exists(&self, namespace: &str, name: &str) -> bool {
+        self.caches.service(namespace, name).is_some()
+    }
+
+    /// Where to connect to the gateway from this host.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// The start of a [`gateway::CALLER_HEADER`] value this gateway trusts
+    /// (its secret and a space); the caller's `<namespace>/<pod>` follows.
+    pub fn caller_prefix(&self) -> String {
+        format!("{} ", self.caller_token)
+    }
+}
+
+/// Start the gateway on `listener`: it serves in background tasks until
+/// `cancel` fires. Call from within a tokio runtime.
+pub fn start(
+    config: GatewayConfig,
+    client: kube::Client,
+    local: Arc<dyn LocalPorts>,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> Result<Running, GatewayError> {
     config.validate()?;
     let address = listener.local_addr().map_err(GatewayError::Listener)?;
     let tasks = TaskTracker::new();
     let caches = cache::Caches::start(&client, &tasks, &cancel);
     let scaler = Arc::new(scaler::Scaler::new(client.clone(), caches.clone()));
-    let caches_for_tls = caches.clone();
     tasks.spawn(Arc::clone(&scaler).run(cancel.clone()));
+    let caller_token = uuid::Uuid::new_v4().simple().to_string();
+    let tls = tls::server_config(caches.clone())
+        .map(tokio_rustls::TlsAcceptor::from)
+        .map_err(GatewayError::Tls)?;
     let gateway = Arc::new(Gateway {
         resolver: upstream::Resolver {
             node_name: config.node_name.clone(),
@@ -113,10 +187,11 @@ pub async fn run(
         metrics: metrics::Metrics::default(),
         config: config.clone(),
         scaler,
+        caller_token: caller_token.clone(),
     });
     tasks.spawn(publish::run(
         client,
-        caches,
+        caches.clone(),
         config.node_name.clone(),
         address.to_string(),
         cancel.clone(),
@@ -127,10 +202,41 @@ pub async fn run(
         cancel.clone(),
     ));
     tracing::info!(%address, "gateway listening");
+    let pod_networks = Arc::new(podnet::PodNetworks::new(
+        Arc::clone(&gateway),
+        tasks.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(serve(gateway, listener, tls, cancel));
+    // A gateway on every address is reached locally over loopback.
+    let reach = if address.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if address.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        std::net::SocketAddr::new(loopback, address.port())
+    } else {
+        address
+    };
+    Ok(Running {
+        services: Services {
+            caches,
+            address: reach,
+            caller_token,
+        },
+        pod_networks,
+        tasks,
+    })
+}
 
-    let tls = tls::server_config(caches_for_tls)
-        .map(tokio_rustls::TlsAcceptor::from)
-        .map_err(GatewayError::Tls)?;
+/// Accept connections until `cancel` fires, then let open ones finish.
+async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    cancel: CancellationToken,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
@@ -188,7 +294,4 @@ pub async fn run(
     {
         tracing::warn!("gateway connections still open after {DRAIN:?}; closing");
     }
-    tasks.close();
-    tasks.wait().await;
-    Ok(())
 }

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::gateway::Gateway;
+use crate::gateway::{Client, Gateway, NoCandidate};
 use crate::route::{PortRef, Route};
 
 /// One listener's job: which Service port it forwards to.
@@ -129,33 +129,54 @@ async fn accept(
         let route = route.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let caller = Client::from_ip(peer.ip());
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = relay(&gateway, &route, client, peer) => {}
+                _ = relay(&gateway, &route, client, &caller) => {}
             }
         });
     }
 }
 
-async fn relay(gateway: &Gateway, route: &Route, mut client: TcpStream, peer: SocketAddr) {
-    let candidates = match gateway.candidates(route, peer.ip(), false) {
+/// Relay one TCP connection for `route` to a ready endpoint, holding it
+/// while a Deployment that scales to zero starts (as the HTTP path does).
+pub(crate) async fn relay(
+    gateway: &Gateway,
+    route: &Route,
+    mut client: TcpStream,
+    caller: &Client,
+) {
+    let target = gateway.scaler.target(&route.namespace, &route.service);
+    let mut in_flight = target.as_deref().map(|t| gateway.scaler.start(t));
+    let candidates = match gateway.candidates(route, caller, false) {
+        Ok(candidates) => Ok(candidates),
+        Err(NoCandidate::Unavailable(reason)) => match (target.as_deref(), in_flight.as_mut()) {
+            (Some(target), Some(guard)) if target.policy.holds() => {
+                gateway.hold(route, target, guard, caller).await
+            }
+            _ => Err(NoCandidate::Unavailable(reason)),
+        },
+        Err(refused) => Err(refused),
+    };
+    let candidates = match candidates {
         Ok(candidates) => candidates,
         Err(reason) => {
-            tracing::info!(route = route.label, client = %peer, %reason, "node port connection refused");
+            tracing::info!(route = route.label, client = %caller.ip, %reason, "connection refused");
             return;
         }
     };
     let (chosen, mut backend) = match gateway.connect(&candidates).await {
         Ok(connected) => connected,
         Err(reason) => {
-            tracing::info!(route = route.label, client = %peer, reason, "node port backend unreachable");
+            tracing::info!(route = route.label, client = %caller.ip, reason, "backend unreachable");
             return;
         }
     };
+    drop(in_flight);
     gateway
         .balancer
-        .served(&route.label, peer.ip(), &candidates[chosen].0);
+        .served(&route.label, caller.ip, &candidates[chosen].0);
     if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-        tracing::debug!(route = route.label, %err, "node port connection ended");
+        tracing::debug!(route = route.label, %err, "relayed connection ended");
     }
 }

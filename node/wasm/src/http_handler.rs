@@ -90,8 +90,11 @@ impl Handler {
                 );
             }
         };
-        let outbound =
-            OutboundPolicy::new(Some(parts.stderr.clone()), parts.sandbox.egress.clone());
+        let outbound = OutboundPolicy::new(
+            Some(parts.stderr.clone()),
+            parts.sandbox.egress.clone(),
+            parts.limits.service_scope(&parts.sandbox),
+        );
         let state = ComponentState::new(wasi, parts.limits.store_limits(), outbound);
         let mut store = new_store(&parts.engine, state, parts.limits.cpu.as_ref());
         let (sender, receiver) = oneshot::channel();

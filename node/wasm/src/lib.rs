@@ -66,6 +66,7 @@ mod oci;
 mod program;
 mod run;
 mod runtime;
+mod services;
 
 pub use config::RuntimeConfig;
 pub use egress::{ALLOW_OUTBOUND_ANNOTATION, Egress, EgressError};
@@ -78,3 +79,4 @@ pub use oci::{
 pub use program::{Program, ProgramKind};
 pub use run::{Exit, InputStream, Mount, Process, Sandbox};
 pub use runtime::{RunExtras, RuntimeStats, WasmRuntime};
+pub use services::{CLUSTER_DOMAIN, PodIdentity, ServiceNames};

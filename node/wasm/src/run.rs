@@ -2,6 +2,7 @@
 //! was granted.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -13,9 +14,10 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 use crate::cpu::CpuShare;
 use crate::egress::Egress;
 use crate::error::RunError;
-use crate::http_outbound::OutboundPolicy;
+use crate::http_outbound::{OutboundPolicy, ServiceScope};
 use crate::meter::Meter;
 use crate::program::{ComponentState, ModuleState, Pre, Program, ProgramKind, boxed};
+use crate::services::{PodIdentity, ServiceNames};
 
 /// Most bytes one guest write may hand to the host writer at a time.
 pub(crate) const OUTPUT_BUDGET: usize = 64 * 1024;
@@ -52,8 +54,12 @@ pub struct Sandbox {
     /// instance of one run or one served container draws on the same share.
     pub cpu_millicores: Option<u64>,
     /// The hosts the guest may reach over wasi-http and wasi-sockets (TCP);
-    /// the default reaches nothing.
+    /// the default reaches nothing. Service names of the cluster are reached
+    /// through the node gateway besides (see [`crate::ServiceNames`]).
     pub egress: Egress,
+    /// The pod the guest runs for: bare Service names are looked up in its
+    /// namespace, and the gateway judges NetworkPolicy by it.
+    pub pod: Option<PodIdentity>,
 }
 
 /// One host directory the guest sees at `guest_path`.
@@ -97,6 +103,18 @@ pub(crate) struct RunLimits {
     /// How often the epoch advances: the longest a guest runs between two CPU charges.
     pub(crate) epoch_tick: Duration,
     pub(crate) cpu: Option<CpuShare>,
+    /// Not a limit but the node's Services, which every run may reach by name.
+    pub(crate) services: Option<Arc<dyn ServiceNames>>,
+}
+
+impl RunLimits {
+    /// What the guest's outgoing HTTP requests may reach by Service name.
+    pub(crate) fn service_scope(&self, sandbox: &Sandbox) -> Option<ServiceScope> {
+        Some(ServiceScope {
+            names: Arc::clone(self.services.as_ref()?),
+            pod: sandbox.pod.clone().unwrap_or_default(),
+        })
+    }
 }
 
 impl RunLimits {
@@ -111,6 +129,7 @@ impl RunLimits {
             meter: self.meter.clone(),
             epoch_tick: self.epoch_tick,
             cpu: CpuShare::new(sandbox.cpu_millicores, self.epoch_tick),
+            services: self.services.clone(),
         }
     }
 
@@ -226,6 +245,7 @@ pub(crate) async fn run(
 ) -> Result<Exit, RunError> {
     let limits = limits.for_sandbox(&process.sandbox);
     let egress = process.sandbox.egress.clone();
+    let services = limits.service_scope(&process.sandbox);
     let wasi = wasi_builder(process, stdin).map_err(|source| RunError::Sandbox {
         digest: program.digest().to_owned(),
         source: boxed(source),
@@ -239,7 +259,7 @@ pub(crate) async fn run(
                 let state = ComponentState::new(
                     wasi.build(),
                     store_limits,
-                    OutboundPolicy::new(None, egress),
+                    OutboundPolicy::new(None, egress, services),
                 );
                 let mut store = new_store(engine, state, limits.cpu.as_ref());
                 let command = match pre.instantiate_async(&mut store).await {

@@ -18,6 +18,7 @@ use crate::meter::{Meter, MeterBook};
 use crate::oci::{Prepared, PullOptions, PullPolicy, Registry};
 use crate::program::{Linkers, Pre, Program, ProgramKind};
 use crate::run::{self, Exit, InputStream, Process, RunLimits};
+use crate::services::ServiceNames;
 
 /// One node's Wasm runtime. Cheap to clone: clones share the engine and caches.
 #[derive(Clone)]
@@ -41,6 +42,8 @@ struct Inner {
     registry: Registry,
     stats: Counters,
     meters: MeterBook,
+    /// The cluster's Services, once the node hands them over.
+    services: std::sync::OnceLock<Arc<dyn ServiceNames>>,
     _ticker: EpochTicker,
 }
 
@@ -108,6 +111,7 @@ impl WasmRuntime {
                 registry,
                 stats: Counters::default(),
                 meters: MeterBook::default(),
+                services: std::sync::OnceLock::new(),
                 _ticker: ticker,
             }),
         })
@@ -372,7 +376,16 @@ impl WasmRuntime {
             meter: None,
             epoch_tick: self.inner.config.epoch_tick,
             cpu: None,
+            services: self.inner.services.get().cloned(),
         }
+    }
+
+    /// Lets guests reach the cluster's Services by name from now on: their
+    /// outgoing HTTP requests for a Service name go to `services`' gateway
+    /// (see `docs/services.md`). Set once; a second call is ignored and
+    /// returns false.
+    pub fn set_services(&self, services: Arc<dyn ServiceNames>) -> bool {
+        self.inner.services.set(services).is_ok()
     }
 
     /// The meters of the containers running on this runtime, by pod and container.

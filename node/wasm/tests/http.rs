@@ -5,6 +5,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use skiff_wasm::{Egress, Exit, HttpService, ProgramKind, RunError, RuntimeConfig, WasmRuntime};
+use skiff_wasm::{
+    Egress, Exit, HttpService, PodIdentity, ProgramKind, RunError, RuntimeConfig, ServiceNames,
+    WasmRuntime,
+};
 use support::{Captured, PATIENCE, captured_process, image, runtime};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -35,6 +39,15 @@ async fn serve_hello() -> Served {
 }
 
 async fn serve_hello_with(env: &[(&str, &str)], egress: Egress) -> Served {
+    serve_hello_in(env, egress, None).await
+}
+
+/// hello-http as pod `shop/web-1`, on a runtime that knows `services`.
+async fn serve_hello_in(
+    env: &[(&str, &str)],
+    egress: Egress,
+    services: Option<Arc<dyn ServiceNames>>,
+) -> Served {
     let cache = tempfile::tempdir().unwrap();
     // Room for every concurrent request of the tests: a full instance pool
     // answers 503.
@@ -44,12 +57,19 @@ async fn serve_hello_with(env: &[(&str, &str)], egress: Egress) -> Served {
         ..RuntimeConfig::default()
     })
     .unwrap();
+    if let Some(services) = services {
+        assert!(runtime.set_services(services));
+    }
     let program = runtime.prepare(&image("hello-http")).await.unwrap();
     assert_eq!(program.kind(), ProgramKind::HttpProxy);
     let mut vars = vec![("POD_NAME", "web-1")];
     vars.extend_from_slice(env);
     let (mut process, out, err) = captured_process(&["hello-http"], &vars);
     process.sandbox.egress = egress;
+    process.sandbox.pod = Some(PodIdentity {
+        namespace: "shop".into(),
+        name: "web-1".into(),
+    });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
@@ -211,6 +231,128 @@ async fn outbound_requests_reach_only_the_hosts_the_pod_allows() {
             "skiff: outbound HTTP request (GET 127.0.0.1:{}) denied",
             other.port()
         ))
+        .await;
+    served.stop().await;
+}
+
+/// A stand-in for the node gateway: answers every request with its Host and
+/// caller headers.
+async fn echo_gateway() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let mut body = String::new();
+                for line in head.lines() {
+                    if line.starts_with("get ")
+                        || line.starts_with("host:")
+                        || line.starts_with("x-test-caller:")
+                    {
+                        body.push_str(line);
+                        body.push('\n');
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The Services of a test cluster: `shop/db` and `other/api`.
+struct TestServices(SocketAddr);
+
+impl ServiceNames for TestServices {
+    fn exists(&self, namespace: &str, name: &str) -> bool {
+        matches!((namespace, name), ("shop", "db") | ("other", "api"))
+    }
+    fn gateway(&self) -> SocketAddr {
+        self.0
+    }
+    fn caller_header(&self) -> Option<(http::HeaderName, String)> {
+        Some((
+            http::HeaderName::from_static("x-test-caller"),
+            "token ".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn service_names_go_to_the_gateway_without_an_allow_list() {
+    let gateway = echo_gateway().await;
+    let services: Arc<dyn ServiceNames> = Arc::new(TestServices(gateway));
+    for (url, host) in [
+        ("http://db/items?x=1", "db.shop.svc.cluster.local"),
+        (
+            "http://db.shop:5000/items?x=1",
+            "db.shop.svc.cluster.local:5000",
+        ),
+        (
+            "http://api.other.svc/items?x=1",
+            "api.other.svc.cluster.local",
+        ),
+        (
+            "http://api.other.svc.cluster.local/items?x=1",
+            "api.other.svc.cluster.local",
+        ),
+    ] {
+        let served = serve_hello_in(
+            &[("OUTBOUND_URL", url)],
+            Egress::default(),
+            Some(Arc::clone(&services)),
+        )
+        .await;
+        let (status, body) = served.get("/outbound").await;
+        assert_eq!(status, 200, "{url}: {body}");
+        assert_eq!(
+            body,
+            format!(
+                "outbound request answered 200 OK\nget /items?x=1 http/1.1\nhost: {host}\nx-test-caller: token shop/web-1\n"
+            ),
+            "{url}"
+        );
+        served.stop().await;
+    }
+
+    // A qualified name of a Service that does not exist fails, and says so.
+    let mut served = serve_hello_in(
+        &[("OUTBOUND_URL", "http://gone.shop.svc.cluster.local/")],
+        Egress::default(),
+        Some(Arc::clone(&services)),
+    )
+    .await;
+    let (status, body) = served.get("/outbound").await;
+    assert_eq!(status, 502, "{body}");
+    served.err.wait_for("there is no Service shop/gone").await;
+    served.stop().await;
+
+    // A bare name that is no Service is an ordinary host: the allow-list decides.
+    let mut served = serve_hello_in(
+        &[("OUTBOUND_URL", "http://api/")],
+        Egress::default(),
+        Some(services),
+    )
+    .await;
+    let (status, body) = served.get("/outbound").await;
+    assert_eq!(status, 502, "{body}");
+    served
+        .err
+        .wait_for("skiff: outbound HTTP request (GET api:80) denied")
         .await;
     served.stop().await;
 }
