@@ -26,7 +26,30 @@ pub struct SeedReport {
     pub lost_writes: usize,
     /// Crashes at failpoints inside disk-write steps.
     pub failpoint_crashes: usize,
+    /// Applications of a request skipped because its id had been applied already (a
+    /// proposal the network delivered twice), counted on every member. Counted per
+    /// process: exact when seeds run one at a time, as in `fault-seeds`.
+    pub duplicates_skipped: u64,
     pub details: Vec<String>,
+    /// Every operation of the run, and the nemesis's actions as `(logical time, what)`
+    /// on the same clock, for explaining a violation.
+    pub history: Vec<Operation>,
+    pub nemesis: Vec<(u64, String)>,
+}
+
+impl SeedReport {
+    /// A digest of the run's history and nemesis actions: equal on two runs of a seed
+    /// when the seed replays.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        for op in &self.history {
+            (&op.key, format!("{:?}", op.kind), op.call, op.ret).hash(&mut hasher);
+        }
+        self.nemesis.hash(&mut hasher);
+        (self.failpoint_crashes, self.violations, self.lost_writes).hash(&mut hasher);
+        hasher.finish()
+    }
 }
 
 /// Runs `run_seed` on a fresh current-thread runtime with a paused clock.
@@ -40,6 +63,7 @@ pub fn run_seed_blocking(seed: u64) -> SeedReport {
 }
 
 pub async fn run_seed(seed: u64) -> SeedReport {
+    let duplicates_at_start = crate::apply::duplicates_skipped();
     let mut rng = Rng::new(seed);
     let members = if rng.chance(0.3) { 5 } else { 3 };
     let faults = Faults {
@@ -84,7 +108,13 @@ pub async fn run_seed(seed: u64) -> SeedReport {
             }
         }));
     }
-    let nemesis = tokio::spawn(nemesis(cluster.clone(), Rng::new(rng.next_u64())));
+    let actions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let nemesis = tokio::spawn(nemesis(
+        cluster.clone(),
+        Rng::new(rng.next_u64()),
+        history.clone(),
+        actions.clone(),
+    ));
     for client in clients {
         let _ = client.await;
     }
@@ -95,17 +125,26 @@ pub async fn run_seed(seed: u64) -> SeedReport {
         report.violations += 1;
         report.details.push(format!("restarting members: {error}"));
     }
+    // Batches sent before the network healed may still be on their way (each copy is
+    // delayed up to `max_delay`, and a forwarded proposal may take two hops): a write
+    // whose caller already gave up may still commit. Let them land first, or a member
+    // read before one lands looks like a member that did not converge.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let finals = final_reads(&cluster, &history, &keys, &mut report).await;
     let operations = history.operations();
     report.operations = operations.len();
     report.unknown = operations.iter().filter(|op| !op.acknowledged()).count();
     report.failpoint_crashes = cluster.failpoints.values().map(|f| f.fired().len()).sum();
+    report.duplicates_skipped = crate::apply::duplicates_skipped() - duplicates_at_start;
+
     let verdict = check(&operations, &finals);
     report.violations += verdict.violations.len();
     report.lost_writes = verdict.lost_writes;
     for key in &verdict.violations {
         report.details.push(format!("no linearization for {key}"));
     }
+    report.history = operations;
+    report.nemesis = std::mem::take(&mut *actions.lock().unwrap_or_else(|e| e.into_inner()));
     cluster.shutdown().await;
     report
 }
@@ -186,11 +225,28 @@ fn parse(bytes: &[u8]) -> Value {
         .unwrap_or(u64::MAX)
 }
 
-async fn nemesis(cluster: Arc<Cluster>, mut rng: Rng) {
+async fn nemesis(
+    cluster: Arc<Cluster>,
+    mut rng: Rng,
+    history: Arc<History>,
+    actions: Arc<std::sync::Mutex<Vec<(u64, String)>>>,
+) {
     let ids = cluster.ids.clone();
     let minority = (ids.len() - 1) / 2;
+    let note = |what: String| {
+        actions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((history.now(), what));
+    };
     loop {
         tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
+        let leaders: Vec<(u64, Option<u64>)> = cluster
+            .running()
+            .into_iter()
+            .map(|id| (id, cluster.store(id).and_then(|s| s.leader())))
+            .collect();
+        note(format!("members up and the leader each knows: {leaders:?}"));
         match rng.below(6) {
             0 => {
                 let size = 1 + rng.below(ids.len() as u64 - 1) as usize;
@@ -199,23 +255,32 @@ async fn nemesis(cluster: Arc<Cluster>, mut rng: Rng) {
                     side.remove(rng.below(side.len() as u64) as usize);
                 }
                 cluster.network.partition(&side, &ids);
+                note(format!("partition {side:?} from the rest"));
             }
-            1 => cluster.network.heal(),
+            1 => {
+                cluster.network.heal();
+                note("heal".into());
+            }
             2 => {
                 let down = ids.len() - cluster.running().len();
                 if down < minority.max(1) {
                     let id = *rng.pick(&ids);
                     if rng.chance(0.5) {
+                        note(format!("crash {id}"));
                         cluster.crash(id).await;
                     } else {
                         // Crash inside a disk-write step, a few hits from now.
                         let point = *rng.pick(&FailPoint::ALL);
-                        cluster.failpoints[&id].arm(point, 1 + rng.below(4));
+                        let after = 1 + rng.below(4);
+                        note(format!("arm {point:?} on {id} after {after} hits"));
+                        cluster.failpoints[&id].arm(point, after);
                     }
                 }
             }
             3 | 4 => {
-                let _ = cluster.restart(*rng.pick(&ids)).await;
+                let id = *rng.pick(&ids);
+                let result = cluster.restart(id).await;
+                note(format!("restart {id}: {result:?}"));
             }
             _ => {
                 let running = cluster.running();
@@ -224,7 +289,9 @@ async fn nemesis(cluster: Arc<Cluster>, mut rng: Rng) {
                     .filter_map(|id| cluster.store(*id))
                     .find(|s| s.leader() == Some(s.id()))
                 {
-                    let _ = leader.transfer_leader(*rng.pick(&ids)).await;
+                    let to = *rng.pick(&ids);
+                    note(format!("transfer leadership from {} to {to}", leader.id()));
+                    let _ = leader.transfer_leader(to).await;
                 }
             }
         }
@@ -270,13 +337,21 @@ async fn final_reads(
             }
         }
     }
+    // Members apply at their own pace: ask again a few times before calling it.
     let mut ranges = Vec::new();
-    for id in &cluster.ids {
-        let range = match cluster.store(*id) {
-            Some(store) => converged_range(&store).await,
-            None => Err(StoreError::Stopped),
-        };
-        ranges.push(range.map_err(|e| e.to_string()));
+    for _ in 0..5 {
+        ranges.clear();
+        for id in &cluster.ids {
+            let range = match cluster.store(*id) {
+                Some(store) => converged_range(&store).await,
+                None => Err(StoreError::Stopped),
+            };
+            ranges.push(range.map_err(|e| e.to_string()));
+        }
+        if ranges.windows(2).all(|pair| pair[0] == pair[1]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if ranges.windows(2).any(|pair| pair[0] != pair[1]) {
         report.violations += 1;
