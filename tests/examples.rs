@@ -134,6 +134,24 @@ fn todo_api_and_cron_report_share_a_claim() -> Result<()> {
     Ok(())
 }
 
+/// The text without terminal colour sequences (`ESC [ … m`).
+fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// curl through the gateway with this Host header: (status, body).
 fn curl_gateway(cluster: &Cluster, host: &str, path: &str) -> Result<(u16, String)> {
     let out = std::process::Command::new("curl")
@@ -195,7 +213,7 @@ fn greeter_and_hello_http_call_each_other_by_name() -> Result<()> {
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }
     // ... and the access log has a line for each, with route, status and time.
-    let log = std::fs::read_to_string(cluster.log_path())?;
+    let log = strip_colours(&std::fs::read_to_string(cluster.log_path())?);
     let access: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("skiff_proxy::access") && l.contains("service/greeter/hello-http"))
