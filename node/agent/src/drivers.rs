@@ -21,8 +21,8 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, ExecSpec, ExitStatus,
-    ImagePullPolicy, PrepareError, PreparedImage, ProcessSpec, PullRequest, RunError,
+    ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, DriverMetric, ExecSpec,
+    ExitStatus, ImagePullPolicy, PrepareError, PreparedImage, ProcessSpec, PullRequest, RunError,
 };
 
 /// The runtime class (and RuntimeClass handler) names the node knows.
@@ -249,6 +249,14 @@ impl ContainerDriver for Drivers {
             conditions.extend(oci.node_conditions());
         }
         conditions
+    }
+
+    fn metrics(&self) -> Vec<DriverMetric> {
+        let mut metrics = self.wasm.metrics();
+        if let Some(oci) = &self.oci {
+            metrics.extend(oci.metrics());
+        }
+        metrics
     }
 }
 
