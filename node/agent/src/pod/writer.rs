@@ -19,6 +19,12 @@ use crate::driver::error_chain;
 /// How long to wait before writing a status again after the write failed.
 pub const STATUS_RETRY: Duration = Duration::from_secs(2);
 
+/// How long a pod's first status is held back while the pod is `Pending` (its
+/// containers being created): a pod whose image is cached runs within
+/// milliseconds, and then its first write is already `Running`, not a
+/// `Pending` that the `Running` write would have to wait behind.
+pub const FIRST_STATUS_HOLD: Duration = Duration::from_millis(100);
+
 /// The newest status handed over, numbered.
 type Latest = (u64, Option<PodStatus>);
 
@@ -64,6 +70,12 @@ impl StatusWriter {
     }
 }
 
+fn pending(status: &Option<PodStatus>) -> bool {
+    status
+        .as_ref()
+        .is_some_and(|s| s.phase.as_deref() == Some("Pending"))
+}
+
 async fn write_statuses(
     cluster: Arc<dyn Cluster>,
     pod: PodIdentity,
@@ -71,12 +83,27 @@ async fn write_statuses(
     tried: watch::Sender<u64>,
     shutdown: CancellationToken,
 ) {
+    let mut first = true;
     loop {
         let more = tokio::select! {
             biased;
             _ = shutdown.cancelled() => false,
             changed = statuses.changed() => changed.is_ok(),
         };
+        if std::mem::take(&mut first) && more {
+            // Until the pod leaves Pending, the hold runs out, or the worker
+            // ends (the status it handed over is still written then).
+            let hold = tokio::time::sleep(FIRST_STATUS_HOLD);
+            tokio::pin!(hold);
+            while pending(&statuses.borrow().1) {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    changed = statuses.changed() => if changed.is_err() { break },
+                    _ = &mut hold => break,
+                }
+            }
+        }
         if shutdown.is_cancelled() {
             tried.send_replace(u64::MAX);
             return;
