@@ -114,6 +114,24 @@ fn valid_managed_fields(entries: &Value) -> bool {
     })
 }
 
+/// Which state a list reads: Kubernetes' `resourceVersion` with
+/// `resourceVersionMatch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListAt {
+    /// The latest state, read linearizably (`resourceVersion` unset or empty).
+    Latest,
+    /// This member's applied state as it is, without a round trip to the leader
+    /// (`resourceVersion=0`): possibly stale, as a Kubernetes watch cache is.
+    Any,
+    /// Exactly this revision (`resourceVersionMatch=Exact`, and every page after
+    /// the first): 410 Gone once compacted.
+    Exact(Revision),
+    /// The latest state, at least this revision (`NotOlderThan`, or a revision
+    /// without a match): this member's state when it has got that far, else a
+    /// linearizable read; 504 if the group has not reached the revision.
+    NotOlderThan(Revision),
+}
+
 /// Decode a stored value, stamping its resourceVersion from the revision.
 /// See [`Objects::list_page`].
 pub struct ListPage {
@@ -238,15 +256,15 @@ impl<'a> Objects<'a> {
     }
 
     /// One page of a list, consistent at one revision: the objects matching
-    /// `selectors` as of `revision` (`None`: the latest, read linearizably), from store
-    /// key `start` on, at most `limit` of them. `next` is the store key of the last
-    /// object returned when more keys follow: the next page starts after it, at the
-    /// same revision (Kubernetes' `continue`). A compacted revision is 410 Gone.
+    /// `selectors` as of `at`, from store key `start` on, at most `limit` of them.
+    /// `next` is the store key of the last object returned when more keys follow: the
+    /// next page starts after it, at the same revision (Kubernetes' `continue`). A
+    /// compacted revision is 410 Gone; a revision the group has not reached is 504.
     pub async fn list_page(
         &self,
         namespace: Option<&str>,
         selectors: &Selectors,
-        revision: Option<Revision>,
+        at: ListAt,
         start: Option<String>,
         limit: Option<usize>,
     ) -> ApiResult<ListPage> {
@@ -259,17 +277,39 @@ impl<'a> Objects<'a> {
                 "invalid continue token: it belongs to another list".into(),
             ));
         }
+        use skiff_store::ReadConsistency::{Linearizable, Serializable};
+        let (revision, consistency) = match at {
+            ListAt::Latest => (None, Linearizable),
+            ListAt::Any => (None, Serializable),
+            // The read barrier first: on a member behind the group, the revision may
+            // be committed but not applied here yet.
+            ListAt::Exact(revision) => (Some(revision), Linearizable),
+            // This member's state if it is new enough, else the group's latest.
+            ListAt::NotOlderThan(revision) if self.store.revision() >= revision => {
+                (None, Serializable)
+            }
+            ListAt::NotOlderThan(_) => (None, Linearizable),
+        };
         let options = skiff_store::RangeOptions {
             revision,
             start,
+            consistency,
             // One more than asked tells whether another page follows. With selectors
             // the store cannot count matches, so it reads the rest of the range.
             limit: limit
                 .filter(|_| selectors.is_empty())
                 .map(|limit| limit + 1),
-            ..skiff_store::RangeOptions::default()
         };
         let range = self.store.range_page(&prefix, &options).await?;
+        if let ListAt::NotOlderThan(revision) = at
+            && range.revision < revision
+        {
+            return Err(skiff_store::StoreError::FutureRevision {
+                requested: revision,
+                current: range.revision,
+            }
+            .into());
+        }
         let mut items = Vec::new();
         let mut next = None;
         for kv in &range.kvs {
