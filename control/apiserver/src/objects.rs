@@ -4,7 +4,7 @@
 //! generation, graceful deletion and finalizers).
 
 use serde_json::{Value, json};
-use skiff_store::{Compare, CompareTarget, KeyValue, Op, Revision, Store, Txn};
+use skiff_store::{Compare, CompareTarget, KeyValue, Op, ReadConsistency, Revision, Store, Txn};
 
 use crate::decode::{Decoded, FieldValidation};
 use crate::error::{ApiError, ApiResult, Cause};
@@ -231,9 +231,38 @@ impl<'a> Objects<'a> {
     }
 
     pub async fn get(&self, namespace: Option<&str>, name: &str) -> ApiResult<(Value, KeyValue)> {
+        self.get_with(namespace, name, ReadConsistency::Linearizable)
+            .await
+    }
+
+    /// The object to base a read-modify-write on: the first attempt reads
+    /// this member's applied state (no Raft round trip), later attempts read
+    /// linearizably. Safe because the write compares the revision read: a
+    /// stale read only costs a retry, as Kubernetes' `GuaranteedUpdate`
+    /// starts from its watch cache and retries on conflict.
+    pub(crate) async fn get_for_update(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        attempt: usize,
+    ) -> ApiResult<(Value, KeyValue)> {
+        let consistency = if attempt == 0 {
+            ReadConsistency::Serializable
+        } else {
+            ReadConsistency::Linearizable
+        };
+        self.get_with(namespace, name, consistency).await
+    }
+
+    async fn get_with(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        consistency: ReadConsistency,
+    ) -> ApiResult<(Value, KeyValue)> {
         let kv = self
             .store
-            .get(&self.resource.key(namespace, name))
+            .get_with(&self.resource.key(namespace, name), consistency)
             .await?
             .ok_or_else(|| self.not_found(name))?;
         Ok((self.load(&kv)?, kv))
@@ -762,13 +791,21 @@ impl<'a> Objects<'a> {
             )));
         }
         const ATTEMPTS: usize = 5;
-        for _ in 0..ATTEMPTS {
-            let (current, kv) = self.get(namespace, name).await?;
+        for attempt in 0..ATTEMPTS {
+            let (current, kv) = match self.get_for_update(namespace, name, attempt).await {
+                // A local read may not have seen a create yet.
+                Err(ApiError::NotFound { .. }) if attempt == 0 => continue,
+                other => other?,
+            };
             let patched = skiff_patch::apply_patch(self.resource.kind, &current, patch_type, body)
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let pinned = meta::resource_version(&patched)
                 .filter(|rv| *rv != kv.mod_revision.to_string())
                 .is_some();
+            if pinned && attempt == 0 {
+                // Perhaps only the local read was behind: read again.
+                continue;
+            }
             if pinned {
                 return Err(self.conflict(name));
             }
