@@ -179,6 +179,134 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn working_dir_anywhere_file_sub_path_and_the_pods_own_ip_in_the_downward_api() -> Result<()> {
+    if !docker_available() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let Some(registry) = Registry::start(&dir.path().join("registry")) else {
+        return Ok(());
+    };
+    let image = push_test_image(&registry)?;
+    let cluster = Cluster::start()?;
+    let _cleanup = Cleanup(cluster.data_dir.clone());
+
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  app.conf: mode=fast\n";
+    let path = manifest(dir.path(), "config.yaml", config);
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    // Every IP the pod shows while it starts, as `kubectl get -w` prints them.
+    let mut watch = Command::new("kubectl")
+        .args([
+            "get",
+            "pods",
+            "--watch",
+            "-o",
+            "jsonpath={.metadata.name} ip={.status.podIP}{\"\\n\"}",
+        ])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // The working directories are in no volume and not in the image: the
+    // runtime makes them (also on a read-only root). The config file comes in
+    // through a subPath naming one key's file.
+    let body = format!(
+        r#"  runtimeClassName: oci
+  volumes:
+  - name: conf
+    configMap:
+      name: app
+  containers:
+  - name: main
+    image: {image}
+    workingDir: /srv/app/work
+    command: ["sh", "-c", "echo cwd $(pwd); echo ip $MY_IP ips $MY_IPS host $MY_HOST; echo conf $(cat /etc/app.conf); echo listed $(ls /srv); sleep 3600"]
+    env:
+    - name: MY_IP
+      valueFrom:
+        fieldRef:
+          fieldPath: status.podIP
+    - name: MY_IPS
+      valueFrom:
+        fieldRef:
+          fieldPath: status.podIPs
+    - name: MY_HOST
+      valueFrom:
+        fieldRef:
+          fieldPath: status.hostIP
+    volumeMounts:
+    - name: conf
+      mountPath: /etc/app.conf
+      subPath: app.conf
+  - name: readonly
+    image: {image}
+    workingDir: /var/lib/state
+    command: ["sh", "-c", "echo cwd $(pwd); sleep 3600"]
+    securityContext:
+      readOnlyRootFilesystem: true
+"#
+    );
+    let path = manifest(dir.path(), "placed.yaml", &pod("placed", &body));
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    cluster.wait_field(&["pod", "placed"], "{.status.phase}", "Running")?;
+
+    let pod_ip = jsonpath(&cluster, &["pod", "placed"], "{.status.podIP}")?;
+    let host_ip = jsonpath(&cluster, &["pod", "placed"], "{.status.hostIP}")?;
+    let pod_ips = jsonpath(&cluster, &["pod", "placed"], "{.status.podIPs[*].ip}")?;
+    assert!(pod_ip.parse::<std::net::IpAddr>().is_ok(), "{pod_ip:?}");
+    assert_ne!(pod_ip, host_ip, "the pod has an address of its own");
+    assert_eq!(pod_ips, pod_ip);
+    cluster.wait_for(Duration::from_secs(60), "the containers' lines", |c| {
+        let main = c.kubectl_ok(&["logs", "placed", "-c", "main"])?;
+        let readonly = c.kubectl_ok(&["logs", "placed", "-c", "readonly"])?;
+        Ok(main.contains("listed app") && readonly.contains("cwd"))
+    })?;
+    let main = cluster.kubectl_ok(&["logs", "placed", "-c", "main"])?;
+    assert!(main.contains("cwd /srv/app/work\n"), "{main}");
+    assert!(
+        main.contains(&format!("ip {pod_ip} ips {pod_ip} host {host_ip}\n")),
+        "the downward API gives the pod's own address: {main}"
+    );
+    assert!(main.contains("conf mode=fast\n"), "{main}");
+    let readonly = cluster.kubectl_ok(&["logs", "placed", "-c", "readonly"])?;
+    assert_eq!(readonly, "cwd /var/lib/state\n");
+
+    // The pod never showed an address it did not keep (the node's, say).
+    let _ = watch.kill();
+    let mut seen = String::new();
+    watch
+        .stdout
+        .take()
+        .context("watch output")?
+        .read_to_string(&mut seen)?;
+    let _ = watch.wait();
+    let ips: Vec<&str> = seen
+        .lines()
+        .filter_map(|line| line.strip_prefix("placed ip="))
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    assert!(!ips.is_empty(), "the watch saw the pod: {seen}");
+    assert!(ips.iter().all(|ip| *ip == pod_ip), "{seen}");
+
+    // A relative workingDir cannot be honoured: the container is not started.
+    let body = format!(
+        "  runtimeClassName: oci\n  containers:\n  - name: main\n    image: {image}\n    workingDir: relative/dir\n    command: [\"sleep\", \"3600\"]\n"
+    );
+    let path = manifest(dir.path(), "relative.yaml", &pod("relative", &body));
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    cluster.wait_for(Duration::from_secs(60), "the relative workingDir refused", |c| {
+        let waiting = jsonpath(
+            c,
+            &["pod", "relative"],
+            "{.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].state.waiting.message}",
+        )?;
+        Ok(waiting.starts_with("CreateContainerConfigError")
+            && waiting.contains("must be an absolute path"))
+    })?;
+    Ok(())
+}
+
 const MIXED: &str = r#"
 apiVersion: v1
 kind: Namespace
