@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelecto
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::driver::error_chain;
-use crate::quantity;
 
 /// Why a pod's configuration could not be put together. The messages follow
 /// kubelet's, since users search for them.
@@ -250,7 +249,8 @@ pub fn container_resource(
     };
     let set = quantities
         .and_then(|q| q.get(resource))
-        .and_then(|q| quantity::parse(&q.0));
+        .and_then(|q| skiff_quantity::parse(&q.0).ok())
+        .map(|q| q.as_f64());
     let value = match (set, list, resource) {
         (Some(value), _, _) => value,
         (None, "limits", "cpu") => allocatable.cpu_cores,
@@ -261,7 +261,8 @@ pub fn container_resource(
     let divisor = selector
         .divisor
         .as_ref()
-        .and_then(|d| quantity::parse(&d.0))
+        .and_then(|d| skiff_quantity::parse(&d.0).ok())
+        .map(|d| d.as_f64())
         .filter(|d| *d > 0.0)
         .unwrap_or(1.0);
     Ok(format!("{}", (value / divisor).ceil() as i64))

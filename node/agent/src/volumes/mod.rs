@@ -218,7 +218,8 @@ impl PodVolumes {
                 .empty_dir
                 .as_ref()
                 .and_then(|e| e.size_limit.as_ref())
-                .and_then(|q| crate::quantity::bytes(&q.0))
+                .and_then(|q| skiff_quantity::parse(&q.0).ok())
+                .and_then(|q| u64::try_from(q.value()).ok())
             else {
                 continue;
             };
