@@ -17,29 +17,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use common::http::get;
 use common::{Cluster, build_guests, manifest};
-use oci::{Cleanup, docker_available, jsonpath, pod, push_test_image};
+use oci::{Cleanup, docker_available, pod, push_test_image};
 use registry::Registry;
-
-/// One HTTP/1.0 request through the gateway with this Host header.
-fn get(addr: &str, host: &str, path: &str) -> Result<(u16, String)> {
-    let addr: SocketAddr = addr.parse()?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("response without a header end: {response:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status code")?
-        .parse()?;
-    Ok((status, body.to_string()))
-}
 
 #[test]
 fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
@@ -148,17 +129,13 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
         Ok(logs.contains("from-the-writer\nhello-from-a-configmap")
             && logs.contains("from-env hello-from-a-configmap\n"))
     })?;
-    let restarts = jsonpath(
-        &cluster,
-        &["pod", "volumes"],
+    let restarts = cluster.jsonpath(&["pod", "volumes"],
         "{.status.containerStatuses[*].restartCount}",
     )?;
     assert_eq!(restarts, "0 0", "neither container restarted");
 
     // The containers' ids are the engine's.
-    let ids = jsonpath(
-        &cluster,
-        &["pod", "volumes"],
+    let ids = cluster.jsonpath(&["pod", "volumes"],
         "{.status.containerStatuses[*].containerID}",
     )?;
     for id in ids.split_whitespace() {
@@ -173,7 +150,7 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
 
     // A privileged container is refused, saying which field.
     cluster.wait_for(Duration::from_secs(60), "the privileged refusal", |c| {
-        let status = jsonpath(c, &["pod", "privileged"], "{.status.containerStatuses[0]}")?;
+        let status = c.jsonpath(&["pod", "privileged"], "{.status.containerStatuses[0]}")?;
         Ok(status.contains("securityContext.privileged"))
     })?;
     Ok(())
@@ -251,9 +228,9 @@ fn working_dir_anywhere_file_sub_path_and_the_pods_own_ip_in_the_downward_api() 
     cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
     cluster.wait_field(&["pod", "placed"], "{.status.phase}", "Running")?;
 
-    let pod_ip = jsonpath(&cluster, &["pod", "placed"], "{.status.podIP}")?;
-    let host_ip = jsonpath(&cluster, &["pod", "placed"], "{.status.hostIP}")?;
-    let pod_ips = jsonpath(&cluster, &["pod", "placed"], "{.status.podIPs[*].ip}")?;
+    let pod_ip = cluster.jsonpath(&["pod", "placed"], "{.status.podIP}")?;
+    let host_ip = cluster.jsonpath(&["pod", "placed"], "{.status.hostIP}")?;
+    let pod_ips = cluster.jsonpath(&["pod", "placed"], "{.status.podIPs[*].ip}")?;
     assert!(pod_ip.parse::<std::net::IpAddr>().is_ok(), "{pod_ip:?}");
     assert_ne!(pod_ip, host_ip, "the pod has an address of its own");
     assert_eq!(pod_ips, pod_ip);
@@ -296,9 +273,7 @@ fn working_dir_anywhere_file_sub_path_and_the_pods_own_ip_in_the_downward_api() 
     let path = manifest(dir.path(), "relative.yaml", &pod("relative", &body));
     cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
     cluster.wait_for(Duration::from_secs(60), "the relative workingDir refused", |c| {
-        let waiting = jsonpath(
-            c,
-            &["pod", "relative"],
+        let waiting = c.jsonpath(&["pod", "relative"],
             "{.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].state.waiting.message}",
         )?;
         Ok(waiting.starts_with("CreateContainerConfigError")
@@ -475,16 +450,12 @@ fn a_node_whose_engine_is_down_runs_wasm_pods_and_says_so() -> Result<()> {
     }
     cluster.wait_field(&["pod", "function"], "{.status.phase}", "Running")?;
     cluster.wait_for(Duration::from_secs(60), "CreateContainerError", |c| {
-        let reason = jsonpath(
-            c,
-            &["pod", "container"],
+        let reason = c.jsonpath(&["pod", "container"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         )?;
         Ok(reason == "CreateContainerError")
     })?;
-    let message = jsonpath(
-        &cluster,
-        &["pod", "container"],
+    let message = cluster.jsonpath(&["pod", "container"],
         "{.status.containerStatuses[0].state.waiting.message}",
     )?;
     assert!(
@@ -505,9 +476,7 @@ fn a_node_whose_engine_is_down_runs_wasm_pods_and_says_so() -> Result<()> {
     // The driver's condition comes with the node's heartbeat (every 10 s).
     let mut conditions = String::new();
     cluster.wait_for(Duration::from_secs(60), "OCIRuntimeReady=False", |c| {
-        conditions = jsonpath(
-            c,
-            &["nodes"],
+        conditions = c.jsonpath(&["nodes"],
             "{range .items[0].status.conditions[*]}{.type}={.status}/{.reason} {end}",
         )?;
         Ok(conditions.contains("OCIRuntimeReady=False/DockerUnreachable"))
