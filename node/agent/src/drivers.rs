@@ -508,8 +508,8 @@ mod tests {
         assert!(!image.has_root_filesystem());
         assert_eq!(drivers.pod_address("fn"), PodAddress::Node);
         // A pod whose OCI image fails stays without an address.
-        let failed = drivers.prepare("r/gone:1", &pull_for("gone", Some("oci")));
-        assert!(failed.await.is_err());
+        let gone = pull_for("gone", Some("oci"));
+        assert!(drivers.prepare("r/gone:1", &gone).await.is_err());
         assert_eq!(drivers.pod_address("gone"), PodAddress::Pending);
         drivers.pod_finished("db").await;
         assert_eq!(drivers.pod_address("db"), PodAddress::Pending);
