@@ -26,7 +26,8 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--from-literal=level=3",
     ])?;
     assert_eq!(
-        cluster.jsonpath(&["cm", "settings", "-n", "team-a"],
+        cluster.jsonpath(
+            &["cm", "settings", "-n", "team-a"],
             "{.data.mode}/{.data.level}"
         )?,
         "fast/3"
@@ -42,9 +43,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--from-literal=password=s3cret",
     ])?;
     assert_eq!(
-        cluster.jsonpath(&["secret", "creds", "-n", "team-a"],
-            "{.data.password}"
-        )?,
+        cluster.jsonpath(&["secret", "creds", "-n", "team-a"], "{.data.password}")?,
         "czNjcmV0"
     );
     assert_eq!(
@@ -91,7 +90,8 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--tcp=80:8080",
     ])?;
     assert_eq!(
-        cluster.jsonpath(&["svc", "web", "-n", "team-a"],
+        cluster.jsonpath(
+            &["svc", "web", "-n", "team-a"],
             "{.spec.type} {.spec.ports[0].port} {.spec.ports[0].targetPort}"
         )?,
         "ClusterIP 80 8080"
@@ -105,7 +105,8 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "team-a",
         "--tcp=80:8080",
     ])?;
-    let node_port = cluster.jsonpath(&["svc", "edge", "-n", "team-a"],
+    let node_port = cluster.jsonpath(
+        &["svc", "edge", "-n", "team-a"],
         "{.spec.ports[0].nodePort}",
     )?;
     assert!(
@@ -114,9 +115,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
     );
 
     cluster.kubectl_ok(&["create", "serviceaccount", "robot", "-n", "team-a"])?;
-    cluster.jsonpath(&["sa", "robot", "-n", "team-a"],
-        "{.metadata.name}",
-    )?;
+    cluster.jsonpath(&["sa", "robot", "-n", "team-a"], "{.metadata.name}")?;
 
     cluster.kubectl_ok(&[
         "create",
@@ -131,7 +130,8 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "100",
     ])?;
     assert_eq!(
-        cluster.jsonpath(&["cj", "nightly", "-n", "team-a"],
+        cluster.jsonpath(
+            &["cj", "nightly", "-n", "team-a"],
             "{.spec.schedule} {.spec.jobTemplate.spec.template.spec.containers[0].command}"
         )?,
         r#"0 3 * * * ["pi","100"]"#
@@ -162,7 +162,8 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "5",
     ])?;
     assert_eq!(
-        cluster.jsonpath(&["job", "direct", "-n", "team-a"],
+        cluster.jsonpath(
+            &["job", "direct", "-n", "team-a"],
             "{.spec.template.spec.restartPolicy}"
         )?,
         "Never"
@@ -178,9 +179,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--resource=pods",
     ])?;
     assert_eq!(
-        cluster.jsonpath(&["role", "reader", "-n", "team-a"],
-            "{.rules[0].verbs}"
-        )?,
+        cluster.jsonpath(&["role", "reader", "-n", "team-a"], "{.rules[0].verbs}")?,
         r#"["get","list"]"#
     );
     cluster.kubectl_ok(&[
@@ -193,7 +192,8 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--serviceaccount=team-a:robot",
     ])?;
     assert_eq!(
-        cluster.jsonpath(&["rolebinding", "robot-reads", "-n", "team-a"],
+        cluster.jsonpath(
+            &["rolebinding", "robot-reads", "-n", "team-a"],
             "{.roleRef.name} {.subjects[0].kind}"
         )?,
         "reader ServiceAccount"
@@ -207,7 +207,8 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--hard=pods=10,requests.memory=1Gi",
     ])?;
     assert_eq!(
-        cluster.jsonpath(&["quota", "small", "-n", "team-a"],
+        cluster.jsonpath(
+            &["quota", "small", "-n", "team-a"],
             "{.spec.hard.pods} {.spec.hard.requests\\.memory}"
         )?,
         "10 1Gi"

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use common::{Cluster, build_guests, manifest, repo_root};
 
 /// `GET path` from the server at `addr`, with `addr` as the Host header.

@@ -87,7 +87,8 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
         ip.parse::<std::net::IpAddr>().is_ok() && ip != host_ip,
         "pod IP {ip:?} should be the sandbox's own, not the node's {host_ip:?}"
     );
-    let image_id = cluster.jsonpath(&["pod", "looping"],
+    let image_id = cluster.jsonpath(
+        &["pod", "looping"],
         "{.status.containerStatuses[0].imageID}",
     )?;
     assert!(
@@ -97,12 +98,14 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
 
     // A failing command restarts with back-off, its exit code kept.
     cluster.wait_for(Duration::from_secs(120), "a restart after exit 3", |c| {
-        let restarts = c.jsonpath(&["pod", "crashing"],
+        let restarts = c.jsonpath(
+            &["pod", "crashing"],
             "{.status.containerStatuses[0].restartCount}",
         )?;
         Ok(restarts.parse::<u32>().unwrap_or(0) >= 1)
     })?;
-    let last_exit = cluster.jsonpath(&["pod", "crashing"],
+    let last_exit = cluster.jsonpath(
+        &["pod", "crashing"],
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     )?;
     assert_eq!(last_exit, "3");
@@ -126,7 +129,8 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
 
     // A missing image: ErrImagePull / ImagePullBackOff and a Failed event.
     cluster.wait_for(Duration::from_secs(60), "a pull error", |c| {
-        let reason = c.jsonpath(&["pod", "missing"],
+        let reason = c.jsonpath(
+            &["pod", "missing"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         )?;
         Ok(reason == "ErrImagePull" || reason == "ImagePullBackOff")
@@ -144,7 +148,8 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
     })?;
 
     // The node says its OCI runtime is ready.
-    let ready = cluster.jsonpath(&["nodes"],
+    let ready = cluster.jsonpath(
+        &["nodes"],
         "{.items[0].status.conditions[?(@.type==\"OCIRuntimeReady\")].status}",
     )?;
     assert_eq!(ready, "True");
@@ -180,9 +185,7 @@ fn a_restarted_agent_adopts_running_containers_and_deleted_pods_lose_theirs() ->
 
     cluster.restart()?;
     cluster.wait_for(Duration::from_secs(60), "the container adopted", |c| {
-        let ready = c.jsonpath(&["pod", "steady"],
-            "{.status.containerStatuses[0].ready}",
-        )?;
+        let ready = c.jsonpath(&["pod", "steady"], "{.status.containerStatuses[0].ready}")?;
         Ok(ready == "true")
     })?;
     let after = containers(&cluster, "label=io.skiff.pod.name=steady")?;

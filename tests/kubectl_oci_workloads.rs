@@ -11,8 +11,7 @@ mod oci;
 #[path = "../node/wasm/tests/registry/mod.rs"]
 mod registry;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
@@ -129,13 +128,15 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
         Ok(logs.contains("from-the-writer\nhello-from-a-configmap")
             && logs.contains("from-env hello-from-a-configmap\n"))
     })?;
-    let restarts = cluster.jsonpath(&["pod", "volumes"],
+    let restarts = cluster.jsonpath(
+        &["pod", "volumes"],
         "{.status.containerStatuses[*].restartCount}",
     )?;
     assert_eq!(restarts, "0 0", "neither container restarted");
 
     // The containers' ids are the engine's.
-    let ids = cluster.jsonpath(&["pod", "volumes"],
+    let ids = cluster.jsonpath(
+        &["pod", "volumes"],
         "{.status.containerStatuses[*].containerID}",
     )?;
     for id in ids.split_whitespace() {
@@ -169,7 +170,8 @@ fn working_dir_anywhere_file_sub_path_and_the_pods_own_ip_in_the_downward_api() 
     let cluster = Cluster::start()?;
     let _cleanup = Cleanup(cluster.data_dir.clone());
 
-    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  app.conf: mode=fast\n";
+    let config =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  app.conf: mode=fast\n";
     let path = manifest(dir.path(), "config.yaml", config);
     cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
     // Every IP the pod shows while it starts, as `kubectl get -w` prints them.
@@ -450,12 +452,14 @@ fn a_node_whose_engine_is_down_runs_wasm_pods_and_says_so() -> Result<()> {
     }
     cluster.wait_field(&["pod", "function"], "{.status.phase}", "Running")?;
     cluster.wait_for(Duration::from_secs(60), "CreateContainerError", |c| {
-        let reason = c.jsonpath(&["pod", "container"],
+        let reason = c.jsonpath(
+            &["pod", "container"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         )?;
         Ok(reason == "CreateContainerError")
     })?;
-    let message = cluster.jsonpath(&["pod", "container"],
+    let message = cluster.jsonpath(
+        &["pod", "container"],
         "{.status.containerStatuses[0].state.waiting.message}",
     )?;
     assert!(
@@ -476,7 +480,8 @@ fn a_node_whose_engine_is_down_runs_wasm_pods_and_says_so() -> Result<()> {
     // The driver's condition comes with the node's heartbeat (every 10 s).
     let mut conditions = String::new();
     cluster.wait_for(Duration::from_secs(60), "OCIRuntimeReady=False", |c| {
-        conditions = c.jsonpath(&["nodes"],
+        conditions = c.jsonpath(
+            &["nodes"],
             "{range .items[0].status.conditions[*]}{.type}={.status}/{.reason} {end}",
         )?;
         Ok(conditions.contains("OCIRuntimeReady=False/DockerUnreachable"))

@@ -37,7 +37,8 @@ impl Resources {
             "memory" => self.memory = scaled_or_zero(text, 0),
             "pods" => self.pods = scaled_or_zero(text, 0),
             other => {
-                self.other.insert(other.to_string(), scaled_or_zero(text, 0));
+                self.other
+                    .insert(other.to_string(), scaled_or_zero(text, 0));
             }
         }
     }

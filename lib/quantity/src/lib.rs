@@ -79,12 +79,7 @@ struct Scale {
 }
 
 fn suffix_scale(suffix: &str) -> Option<Scale> {
-    let decimal = |decimal| {
-        Some(Scale {
-            decimal,
-            binary: 0,
-        })
-    };
+    let decimal = |decimal| Some(Scale { decimal, binary: 0 });
     let binary = |binary| Some(Scale { decimal: 0, binary });
     match suffix {
         "" => decimal(0),
@@ -169,7 +164,9 @@ fn magnitude(digits: &str, exponent: i64, binary: u32) -> i128 {
         return 0;
     }
     if exponent >= 0 {
-        let factor = u32::try_from(exponent).ok().and_then(|e| 10i128.checked_pow(e));
+        let factor = u32::try_from(exponent)
+            .ok()
+            .and_then(|e| 10i128.checked_pow(e));
         return match (product.parse::<i128>(), factor) {
             (Ok(mantissa), Some(factor)) => mantissa.checked_mul(factor).unwrap_or(i128::MAX),
             _ => i128::MAX,

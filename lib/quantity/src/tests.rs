@@ -63,13 +63,21 @@ fn reading_in_a_coarser_unit_rounds_away_from_zero() {
     assert_eq!(q("1001m").value(), 2);
     assert_eq!(q("1000m").value(), 1);
     assert_eq!(q("0.0001").milli_value(), 1);
-    assert_eq!(q("1.5n").nano_value(), 2, "finer than 1n rounds up at parse");
+    assert_eq!(
+        q("1.5n").nano_value(),
+        2,
+        "finer than 1n rounds up at parse"
+    );
     assert_eq!(q("-100m").value(), -1);
     assert_eq!(q("-1.5").value(), -2);
     assert_eq!(q("1e-12").nanos(), 1);
     assert_eq!(q("1.0000000001Ki").value(), 1025);
     assert_eq!(q("1.000000000000000000001").nanos(), 1_000_000_001);
-    assert_eq!(q("1e-1000000000000").nanos(), 1, "a tiny positive value is one nano");
+    assert_eq!(
+        q("1e-1000000000000").nanos(),
+        1,
+        "a tiny positive value is one nano"
+    );
 }
 
 #[test]
@@ -85,7 +93,10 @@ fn exact_where_floats_are_not() {
 fn huge_values_saturate() {
     assert_eq!(q("1e100").value(), i64::MAX);
     assert_eq!(q("-1e100").value(), i64::MIN);
-    assert_eq!(q("99999999999999999999999999999999999999999999Ei").value(), i64::MAX);
+    assert_eq!(
+        q("99999999999999999999999999999999999999999999Ei").value(),
+        i64::MAX
+    );
     assert_eq!(q("100E").milli_value(), i64::MAX);
     assert_eq!(q("1e99999999999999999999999").value(), i64::MAX);
     assert!(q("1e30") > q("1e20"));
@@ -93,10 +104,14 @@ fn huge_values_saturate() {
 
 #[test]
 fn invalid_text_is_an_error_naming_it() {
-    for text in ["", " ", "Mi", "1Q", "1 Mi", " 1", "1 ", "1mi", "1KI", "1e", "1e1.5", "1.2.3",
-        ".", "-", "+", "--1", "1Kii", "0x10", "1,5", "e3", "1m3"]
-    {
-        assert!(text.parse::<Quantity>().is_err(), "{text:?} should not parse");
+    for text in [
+        "", " ", "Mi", "1Q", "1 Mi", " 1", "1 ", "1mi", "1KI", "1e", "1e1.5", "1.2.3", ".", "-",
+        "+", "--1", "1Kii", "0x10", "1,5", "e3", "1m3",
+    ] {
+        assert!(
+            text.parse::<Quantity>().is_err(),
+            "{text:?} should not parse"
+        );
     }
     assert_eq!(parse(""), Err(QuantityError::Empty(String::new())));
     let error = parse("12Q").unwrap_err();

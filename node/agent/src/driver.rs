@@ -429,7 +429,8 @@ pub trait ContainerDriver: Send + Sync + 'static {
     /// A driver that makes sandboxes says [`PodAddress::Pending`] until the
     /// pod's sandbox has its IP, so the pod never shows an address it will not keep.
     fn pod_address(&self, pod_uid: &str) -> PodAddress {
-        self.pod_ip(pod_uid).map_or(PodAddress::Node, PodAddress::Own)
+        self.pod_ip(pod_uid)
+            .map_or(PodAddress::Node, PodAddress::Own)
     }
 
     /// The pod will run nothing more (deleted, or gone from the node): release

@@ -377,9 +377,7 @@ mod tests {
         fn pod_address(&self, pod_uid: &str) -> PodAddress {
             match self.sandbox_ip {
                 None => PodAddress::Node,
-                Some(ip) if self.sandboxes.lock().unwrap().contains(pod_uid) => {
-                    PodAddress::Own(ip)
-                }
+                Some(ip) if self.sandboxes.lock().unwrap().contains(pod_uid) => PodAddress::Own(ip),
                 Some(_) => PodAddress::Pending,
             }
         }

@@ -12,8 +12,8 @@
 //!   or `limits.memory` is Forbidden ("exceeded quota"), as Kubernetes words it.
 
 use serde_json::{Value, json};
-use skiff_store::Store;
 use skiff_quantity::scaled_or_zero;
+use skiff_store::Store;
 
 use crate::error::{ApiError, ApiResult};
 use crate::objects::from_kv;

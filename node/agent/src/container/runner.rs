@@ -17,8 +17,8 @@ use super::{limits, ports};
 use crate::claims::LocalPath;
 use crate::cluster::Cluster;
 use crate::driver::{
-    ContainerDriver, ContainerTemplate, ImagePullPolicy, MountSpec, PodAddress, PodSandbox, PreparedImage,
-    ProcessContext, ProcessSpec, PullRequest, error_chain,
+    ContainerDriver, ContainerTemplate, ImagePullPolicy, MountSpec, PodAddress, PodSandbox,
+    PreparedImage, ProcessContext, ProcessSpec, PullRequest, error_chain,
 };
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;

@@ -287,11 +287,14 @@ pub fn mounts(
                 std::fs::create_dir_all(&host_path)
                     .map_err(|e| bad(format!("creating subPath {sub:?}: {e}")))?;
             }
-            if !host_path.is_dir() && !(root_filesystem && host_path.is_file()) {
+            let mountable = host_path.is_dir() || (root_filesystem && host_path.is_file());
+            if !mountable {
                 return Err(bad(if root_filesystem {
                     format!("subPath {sub:?} is neither a directory nor a file")
                 } else {
-                    format!("subPath {sub:?} is not a directory (Wasm guests mount directories only)")
+                    format!(
+                        "subPath {sub:?} is not a directory (Wasm guests mount directories only)"
+                    )
                 }));
             }
         }
