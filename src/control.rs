@@ -481,7 +481,19 @@ async fn add_member(State(store): State<Store>, body: axum::body::Bytes) -> Resp
     }
     // Joins are expected one at a time; two racing ones may pick the same id and the
     // second is refused.
-    let id = members.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+    // Never the id of a removed member: the group tells a member with that id it was
+    // removed.
+    let removed = match store.removed_members() {
+        Ok(removed) => removed,
+        Err(error) => return store_failure(error),
+    };
+    let id = members
+        .iter()
+        .map(|m| m.id)
+        .chain(removed)
+        .max()
+        .unwrap_or(0)
+        + 1;
     let member = Member {
         id,
         name: request.name,

@@ -35,6 +35,19 @@ spec:
     )
 }
 
+/// Wait until `kubectl describe` of `object` shows every one of `lines`
+/// among its Events (they are written just after the change they report).
+fn described(cluster: &Cluster, object: &[&str], lines: &[&str]) -> Result<()> {
+    let mut args = vec!["describe"];
+    args.extend_from_slice(object);
+    let mut text = String::new();
+    let found = cluster.wait_for(Duration::from_secs(60), "events in describe", |c| {
+        text = c.kubectl_ok(&args)?;
+        Ok(lines.iter().all(|line| text.contains(line)))
+    });
+    found.map_err(|e| e.context(format!("{lines:?} in:\n{text}")))
+}
+
 fn apply(cluster: &Cluster, dir: &std::path::Path, name: &str, yaml: &str) -> Result<String> {
     let path = manifest(dir, name, yaml);
     cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])
@@ -91,6 +104,16 @@ fn jobs_complete_fail_and_expire() -> Result<()> {
     ])?;
     assert_eq!(words(&pods), vec!["Succeeded"; 3], "{pods}");
     assert!(cluster.kubectl_ok(&["get", "jobs"])?.contains("3/3"));
+    described(
+        &cluster,
+        &["job", "ok"],
+        &[
+            "SuccessfulCreate",
+            "Created pod: ok-",
+            "Completed",
+            "Job completed",
+        ],
+    )?;
 
     cluster.kubectl_ok(&[
         "wait",
@@ -124,6 +147,14 @@ fn jobs_complete_fail_and_expire() -> Result<()> {
         &["job", "bad"],
         "{.status.conditions[?(@.type==\"Failed\")].reason}",
         "BackoffLimitExceeded",
+    )?;
+    described(
+        &cluster,
+        &["job", "bad"],
+        &[
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ],
     )?;
 
     cluster.wait_for(
@@ -227,6 +258,15 @@ spec:
         ])?;
         Ok(!success.trim().is_empty())
     })?;
+    let run = scheduled.trim_start_matches("job/");
+    described(
+        &cluster,
+        &["cronjob", "tick"],
+        &[
+            &format!("Created job {run}"),
+            &format!("Saw completed job: {run}, condition: Complete"),
+        ],
+    )?;
 
     cluster.kubectl_ok(&["delete", "cronjob", "tick"])?;
     cluster.wait_for(Duration::from_secs(120), "its jobs collected", |c| {
@@ -277,6 +317,11 @@ fn daemonset_runs_on_the_node_and_rolls() -> Result<()> {
     ])?;
     assert_eq!(words(&placed), vec![node.clone()]);
     cluster.wait_field(&["ds", "agent"], "{.status.numberReady}", "1")?;
+    described(
+        &cluster,
+        &["ds", "agent"],
+        &["SuccessfulCreate", "Created pod: agent-"],
+    )?;
     let first_hash = cluster.kubectl_ok(&[
         "get",
         "pods",
@@ -435,5 +480,13 @@ fn statefulset_ordered_names_survive_pod_deletion() -> Result<()> {
         ])?;
         Ok(words(&names) == vec!["db-0"])
     })?;
+    described(
+        &cluster,
+        &["sts", "db"],
+        &[
+            "create Pod db-0 in StatefulSet db successful",
+            "delete Pod db-1 in StatefulSet db successful",
+        ],
+    )?;
     Ok(())
 }

@@ -238,6 +238,10 @@ impl From<skiff_store::StoreError> for ApiError {
                 "storage: {err}; the write may or may not have been applied"
             )),
             StoreError::Stopped => ApiError::ServiceUnavailable(format!("storage: {err}")),
+            // Kubernetes answers a revision newer than its storage with 504.
+            StoreError::FutureRevision { requested, current } => ApiError::Timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            )),
             StoreError::Compacted {
                 requested,
                 compacted,

@@ -344,3 +344,6 @@ mod fuzz_tests;
 
 #[cfg(test)]
 mod list_page_tests;
+
+#[cfg(test)]
+mod binding_tests;

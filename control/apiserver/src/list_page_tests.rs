@@ -124,3 +124,119 @@ async fn pages_stay_at_the_first_pages_revision_and_expire_with_410() {
     cancel.cancel();
     store.close().await;
 }
+
+/// `resourceVersion` and `resourceVersionMatch` choose the state a list reads: unset
+/// the latest, `0` any, `Exact` that revision (410 once compacted), `NotOlderThan` at
+/// least that revision (504 if the store has not reached it); bad combinations are
+/// refused as Kubernetes refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_version_and_match_choose_the_state_a_list_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
+    let cancel = CancellationToken::new();
+    let router = ApiServer::new(store.clone(), cancel.clone()).router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let early = put(&store, "cm-a", "1").await;
+    put(&store, "cm-a", "2").await;
+    let latest = put(&store, "cm-b", "1").await;
+    let now = vec![("cm-a".into(), "2".into()), ("cm-b".into(), "1".into())];
+
+    for query in ["", "resourceVersion=", "resourceVersion=0"] {
+        let (status, list) = get(&base, query).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {list}");
+        assert_eq!(names(&list), now, "{query}");
+        assert_eq!(list["metadata"]["resourceVersion"], latest.to_string());
+    }
+
+    let (status, old) = get(
+        &base,
+        &format!("resourceVersion={early}&resourceVersionMatch=Exact"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{old}");
+    assert_eq!(names(&old), [("cm-a".into(), "1".into())]);
+    assert_eq!(old["metadata"]["resourceVersion"], early.to_string());
+
+    // Exact pages stay at that revision.
+    let (status, page) = get(
+        &base,
+        &format!("resourceVersion={latest}&resourceVersionMatch=Exact&limit=1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    put(&store, "cm-a", "3").await;
+    let token = page["metadata"]["continue"].as_str().unwrap();
+    let (status, rest) = get(&base, &format!("limit=1&continue={token}")).await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    assert_eq!(names(&rest), [("cm-b".into(), "1".into())]);
+    assert_eq!(rest["metadata"]["resourceVersion"], latest.to_string());
+
+    for query in [
+        format!("resourceVersion={early}&resourceVersionMatch=NotOlderThan"),
+        format!("resourceVersion={early}"),
+    ] {
+        let (status, list) = get(&base, &query).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {list}");
+        assert_eq!(
+            names(&list),
+            [("cm-a".into(), "3".into()), ("cm-b".into(), "1".into())],
+            "{query}"
+        );
+    }
+
+    let future = latest + 100;
+    for query in [
+        format!("resourceVersion={future}&resourceVersionMatch=NotOlderThan"),
+        format!("resourceVersion={future}&resourceVersionMatch=Exact"),
+    ] {
+        let (status, error) = get(&base, &query).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{query}: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("Too large resource version"),
+            "{error}"
+        );
+    }
+
+    for (query, want) in [
+        (
+            "resourceVersionMatch=Exact",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "resourceVersion=5&resourceVersionMatch=Newest",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("resourceVersion=five", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, error) = get(&base, query).await;
+        assert_eq!(status, want, "{query}: {error}");
+    }
+    let (status, error) = get(
+        &base,
+        &format!("resourceVersion={latest}&limit=1&continue={token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+
+    store.compact(latest).await.unwrap();
+    let (status, gone) = get(
+        &base,
+        &format!("resourceVersion={early}&resourceVersionMatch=Exact"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GONE, "{gone}");
+    assert_eq!(gone["reason"], "Expired");
+
+    cancel.cancel();
+    store.close().await;
+}

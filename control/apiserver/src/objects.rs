@@ -4,7 +4,7 @@
 //! generation, graceful deletion and finalizers).
 
 use serde_json::{Value, json};
-use skiff_store::{Compare, CompareTarget, KeyValue, Op, Revision, Store, Txn};
+use skiff_store::{Compare, CompareTarget, KeyValue, Op, ReadConsistency, Revision, Store, Txn};
 
 use crate::decode::{Decoded, FieldValidation};
 use crate::error::{ApiError, ApiResult, Cause};
@@ -114,6 +114,24 @@ fn valid_managed_fields(entries: &Value) -> bool {
     })
 }
 
+/// Which state a list reads: Kubernetes' `resourceVersion` with
+/// `resourceVersionMatch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListAt {
+    /// The latest state, read linearizably (`resourceVersion` unset or empty).
+    Latest,
+    /// This member's applied state as it is, without a round trip to the leader
+    /// (`resourceVersion=0`): possibly stale, as a Kubernetes watch cache is.
+    Any,
+    /// Exactly this revision (`resourceVersionMatch=Exact`, and every page after
+    /// the first): 410 Gone once compacted.
+    Exact(Revision),
+    /// The latest state, at least this revision (`NotOlderThan`, or a revision
+    /// without a match): this member's state when it has got that far, else a
+    /// linearizable read; 504 if the group has not reached the revision.
+    NotOlderThan(Revision),
+}
+
 /// Decode a stored value, stamping its resourceVersion from the revision.
 /// See [`Objects::list_page`].
 pub struct ListPage {
@@ -213,9 +231,38 @@ impl<'a> Objects<'a> {
     }
 
     pub async fn get(&self, namespace: Option<&str>, name: &str) -> ApiResult<(Value, KeyValue)> {
+        self.get_with(namespace, name, ReadConsistency::Linearizable)
+            .await
+    }
+
+    /// The object to base a read-modify-write on: the first attempt reads
+    /// this member's applied state (no Raft round trip), later attempts read
+    /// linearizably. Safe because the write compares the revision read: a
+    /// stale read only costs a retry, as Kubernetes' `GuaranteedUpdate`
+    /// starts from its watch cache and retries on conflict.
+    pub(crate) async fn get_for_update(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        attempt: usize,
+    ) -> ApiResult<(Value, KeyValue)> {
+        let consistency = if attempt == 0 {
+            ReadConsistency::Serializable
+        } else {
+            ReadConsistency::Linearizable
+        };
+        self.get_with(namespace, name, consistency).await
+    }
+
+    async fn get_with(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        consistency: ReadConsistency,
+    ) -> ApiResult<(Value, KeyValue)> {
         let kv = self
             .store
-            .get(&self.resource.key(namespace, name))
+            .get_with(&self.resource.key(namespace, name), consistency)
             .await?
             .ok_or_else(|| self.not_found(name))?;
         Ok((self.load(&kv)?, kv))
@@ -238,15 +285,15 @@ impl<'a> Objects<'a> {
     }
 
     /// One page of a list, consistent at one revision: the objects matching
-    /// `selectors` as of `revision` (`None`: the latest, read linearizably), from store
-    /// key `start` on, at most `limit` of them. `next` is the store key of the last
-    /// object returned when more keys follow: the next page starts after it, at the
-    /// same revision (Kubernetes' `continue`). A compacted revision is 410 Gone.
+    /// `selectors` as of `at`, from store key `start` on, at most `limit` of them.
+    /// `next` is the store key of the last object returned when more keys follow: the
+    /// next page starts after it, at the same revision (Kubernetes' `continue`). A
+    /// compacted revision is 410 Gone; a revision the group has not reached is 504.
     pub async fn list_page(
         &self,
         namespace: Option<&str>,
         selectors: &Selectors,
-        revision: Option<Revision>,
+        at: ListAt,
         start: Option<String>,
         limit: Option<usize>,
     ) -> ApiResult<ListPage> {
@@ -259,17 +306,39 @@ impl<'a> Objects<'a> {
                 "invalid continue token: it belongs to another list".into(),
             ));
         }
+        use skiff_store::ReadConsistency::{Linearizable, Serializable};
+        let (revision, consistency) = match at {
+            ListAt::Latest => (None, Linearizable),
+            ListAt::Any => (None, Serializable),
+            // The read barrier first: on a member behind the group, the revision may
+            // be committed but not applied here yet.
+            ListAt::Exact(revision) => (Some(revision), Linearizable),
+            // This member's state if it is new enough, else the group's latest.
+            ListAt::NotOlderThan(revision) if self.store.revision() >= revision => {
+                (None, Serializable)
+            }
+            ListAt::NotOlderThan(_) => (None, Linearizable),
+        };
         let options = skiff_store::RangeOptions {
             revision,
             start,
+            consistency,
             // One more than asked tells whether another page follows. With selectors
             // the store cannot count matches, so it reads the rest of the range.
             limit: limit
                 .filter(|_| selectors.is_empty())
                 .map(|limit| limit + 1),
-            ..skiff_store::RangeOptions::default()
         };
         let range = self.store.range_page(&prefix, &options).await?;
+        if let ListAt::NotOlderThan(revision) = at
+            && range.revision < revision
+        {
+            return Err(skiff_store::StoreError::FutureRevision {
+                requested: revision,
+                current: range.revision,
+            }
+            .into());
+        }
         let mut items = Vec::new();
         let mut next = None;
         for kv in &range.kvs {
@@ -722,13 +791,21 @@ impl<'a> Objects<'a> {
             )));
         }
         const ATTEMPTS: usize = 5;
-        for _ in 0..ATTEMPTS {
-            let (current, kv) = self.get(namespace, name).await?;
+        for attempt in 0..ATTEMPTS {
+            let (current, kv) = match self.get_for_update(namespace, name, attempt).await {
+                // A local read may not have seen a create yet.
+                Err(ApiError::NotFound { .. }) if attempt == 0 => continue,
+                other => other?,
+            };
             let patched = skiff_patch::apply_patch(self.resource.kind, &current, patch_type, body)
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let pinned = meta::resource_version(&patched)
                 .filter(|rv| *rv != kv.mod_revision.to_string())
                 .is_some();
+            if pinned && attempt == 0 {
+                // Perhaps only the local read was behind: read again.
+                continue;
+            }
             if pinned {
                 return Err(self.conflict(name));
             }

@@ -12,8 +12,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::AppState;
 use crate::decode::FieldValidation;
+use crate::error::Cause;
 use crate::error::{ApiError, ApiResult};
-use crate::objects::{DeleteOptions, Objects, Part, Propagation, WriteOptions, Written};
+use crate::objects::{DeleteOptions, ListAt, Objects, Part, Propagation, WriteOptions, Written};
 use crate::request::{Query, Target, body_value, content_type, wants_table};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
 use crate::{table, watch};
@@ -186,22 +187,22 @@ async fn list(
     // Paging: the continue token is the first page's revision and the store key of the
     // last object returned, so every page reads the same revision (the store's
     // `range_page`); once compaction passes that revision the token answers 410.
-    let (revision, start) = match query.get("continue").filter(|t| !t.is_empty()) {
+    let at = list_at(&query)?;
+    let (at, start) = match query.get("continue").filter(|t| !t.is_empty()) {
+        Some(_) if at != ListAt::Latest => {
+            return Err(ApiError::BadRequest(
+                "specifying resource version is not allowed when using continue".into(),
+            ));
+        }
         Some(token) => {
             let (revision, after) = parse_continue(token)?;
-            (Some(revision), Some(format!("{after}\0")))
+            (ListAt::Exact(revision), Some(format!("{after}\0")))
         }
-        None => (None, None),
+        None => (at, None),
     };
     let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
     let page = objects
-        .list_page(
-            target.namespace.as_deref(),
-            &selectors,
-            revision,
-            start,
-            limit,
-        )
+        .list_page(target.namespace.as_deref(), &selectors, at, start, limit)
         .await?;
     let items = page.items;
     let next = page
@@ -224,6 +225,52 @@ async fn list(
         }
     };
     Ok(respond(StatusCode::OK, &body, &[]))
+}
+
+/// What a list's `resourceVersion` and `resourceVersionMatch` ask for, as Kubernetes
+/// reads them: unset is the latest (linearizable), `0` any state (this member's),
+/// `N` with `Exact` that revision, `N` with `NotOlderThan` or no match at least `N`.
+fn list_at(query: &Query) -> ApiResult<ListAt> {
+    let version = query.get("resourceVersion").filter(|v| !v.is_empty());
+    let matching = query.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    let invalid = |cause: Cause| ApiError::Invalid {
+        kind: "ListOptions".into(),
+        name: String::new(),
+        causes: vec![cause],
+    };
+    let Some(version) = version else {
+        return match matching {
+            None => Ok(ListAt::Latest),
+            Some(_) => Err(invalid(Cause {
+                reason: "FieldValueForbidden",
+                field: "resourceVersionMatch".into(),
+                message: "Forbidden: resourceVersionMatch is forbidden unless \
+                          resourceVersion is provided"
+                    .into(),
+            })),
+        };
+    };
+    let revision: i64 =
+        version.parse().ok().filter(|r| *r >= 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid resource version: {version:?}"))
+        })?;
+    match (matching, revision) {
+        (None | Some("NotOlderThan"), 0) => Ok(ListAt::Any),
+        (None | Some("NotOlderThan"), revision) => Ok(ListAt::NotOlderThan(revision)),
+        (Some("Exact"), 0) => Err(invalid(Cause {
+            reason: "FieldValueForbidden",
+            field: "resourceVersionMatch".into(),
+            message: "Forbidden: resourceVersionMatch \"exact\" is forbidden for \
+                      resourceVersion \"0\""
+                .into(),
+        })),
+        (Some("Exact"), revision) => Ok(ListAt::Exact(revision)),
+        (Some(other), _) => Err(invalid(Cause::unsupported(
+            "resourceVersionMatch",
+            other,
+            &["Exact", "NotOlderThan"],
+        ))),
+    }
 }
 
 /// A continue token: hex of `REVISION:KEY`.

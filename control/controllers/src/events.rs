@@ -7,6 +7,77 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use kube::Resource;
 use kube::api::{Api, PostParams};
 
+/// An Event a plan asks for, recorded about the object it plans for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// `Normal` or `Warning`.
+    pub type_: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Note {
+    pub fn normal(reason: &'static str, message: impl Into<String>) -> Note {
+        Note {
+            type_: "Normal",
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(reason: &'static str, message: impl Into<String>) -> Note {
+        Note {
+            type_: "Warning",
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Record every note about `object`, in order.
+pub async fn notes<K>(client: &kube::Client, component: &str, object: &K, notes: &[Note])
+where
+    K: Resource<DynamicType = ()>,
+{
+    for note in notes {
+        record(
+            client,
+            component,
+            object,
+            note.type_,
+            note.reason,
+            &note.message,
+        )
+        .await;
+    }
+}
+
+/// What a failed write says, as Kubernetes quotes it in `FailedCreate`
+/// and `FailedDelete` Events: the API's message, else the error.
+pub fn failure_text(error: &crate::Error) -> String {
+    match error {
+        crate::Error::Write {
+            source: kube::Error::Api(status),
+            ..
+        } if !status.message.is_empty() => status.message.clone(),
+        crate::Error::Write { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Record a `Warning` event about `object` from `component`.
+pub async fn warning<K>(
+    client: &kube::Client,
+    component: &str,
+    object: &K,
+    reason: &str,
+    message: &str,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    record(client, component, object, "Warning", reason, message).await;
+}
+
 /// Record a `Normal` event about `object` from `component`
 /// (e.g. `replicaset-controller`).
 pub async fn normal<K>(

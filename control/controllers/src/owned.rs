@@ -117,8 +117,9 @@ pub fn pod_from_template(
 }
 
 /// Create `object`; an `AlreadyExists` answer counts as done when `exists_ok`
-/// (a stable name such as a StatefulSet ordinal or a PVC).
-pub async fn create<K>(client: &kube::Client, object: &K, exists_ok: bool) -> Result<(), Error>
+/// (a stable name such as a StatefulSet ordinal or a PVC). True when this
+/// call created it.
+pub async fn create<K>(client: &kube::Client, object: &K, exists_ok: bool) -> Result<bool, Error>
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -132,15 +133,15 @@ where
     match api.create(&PostParams::default(), object).await {
         Ok(_) => {
             tracing::info!(kind = %K::kind(&()), name = %name, "created");
-            Ok(())
+            Ok(true)
         }
-        Err(kube::Error::Api(e)) if exists_ok && e.code == 409 => Ok(()),
+        Err(kube::Error::Api(e)) if exists_ok && e.code == 409 => Ok(false),
         Err(source) => Err(Error::write("creating", &namespace, &name, source)),
     }
 }
 
-/// Delete `name` (gone already is fine).
-pub async fn delete<K>(client: &kube::Client, namespace: &str, name: &str) -> Result<(), Error>
+/// Delete `name` (gone already is fine); true when this call deleted it.
+pub async fn delete<K>(client: &kube::Client, namespace: &str, name: &str) -> Result<bool, Error>
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -151,9 +152,9 @@ where
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => {
             tracing::info!(kind = %K::kind(&()), name, "deleted");
-            Ok(())
+            Ok(true)
         }
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
         Err(source) => Err(Error::write("deleting", namespace, name, source)),
     }
 }
@@ -186,4 +187,96 @@ where
     .await
     .map_err(|source| Error::write("updating status of", &namespace, &name, source))?;
     Ok(())
+}
+
+/// How a controller words the Events about what it creates and deletes
+/// (Kubernetes' controllers differ): each gets the owner's name, the
+/// child's name and, for failures, the API's message.
+pub struct Words {
+    pub created: fn(&str, &str) -> String,
+    pub create_failed: fn(&str, &str, &str) -> String,
+    pub deleted: fn(&str, &str) -> String,
+    pub delete_failed: fn(&str, &str, &str) -> String,
+}
+
+/// The ReplicaSet, Job and DaemonSet controllers' words about pods.
+pub const POD_WORDS: Words = Words {
+    created: |_, pod| format!("Created pod: {pod}"),
+    create_failed: |_, _, why| format!("Error creating: {why}"),
+    deleted: |_, pod| format!("Deleted pod: {pod}"),
+    delete_failed: |_, _, why| format!("Error deleting: {why}"),
+};
+
+/// Create `object` for `owner` and record it on the owner, as
+/// `SuccessfulCreate` or `FailedCreate` (then the error is returned too).
+/// Nothing is recorded when `exists_ok` and it already existed.
+pub async fn create_recorded<O, K>(
+    client: &kube::Client,
+    component: &str,
+    owner: &O,
+    object: &K,
+    exists_ok: bool,
+    words: &Words,
+) -> Result<bool, Error>
+where
+    O: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let owner_name = owner.name_any();
+    let name = object.name_any();
+    match create(client, object, exists_ok).await {
+        Ok(created) => {
+            if created {
+                let message = (words.created)(&owner_name, &name);
+                crate::events::normal(client, component, owner, "SuccessfulCreate", &message).await;
+            }
+            Ok(created)
+        }
+        Err(error) => {
+            let why = crate::events::failure_text(&error);
+            let message = (words.create_failed)(&owner_name, &name, &why);
+            crate::events::warning(client, component, owner, "FailedCreate", &message).await;
+            Err(error)
+        }
+    }
+}
+
+/// Delete `name` for `owner` and record it on the owner, as
+/// `SuccessfulDelete` or `FailedDelete` (then the error is returned too).
+/// Nothing is recorded when it was gone already.
+pub async fn delete_recorded<O, K>(
+    client: &kube::Client,
+    component: &str,
+    owner: &O,
+    name: &str,
+    words: &Words,
+) -> Result<bool, Error>
+where
+    O: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let owner_name = owner.name_any();
+    let namespace = owner.meta().namespace.clone().unwrap_or_default();
+    match delete::<K>(client, &namespace, name).await {
+        Ok(deleted) => {
+            if deleted {
+                let message = (words.deleted)(&owner_name, name);
+                crate::events::normal(client, component, owner, "SuccessfulDelete", &message).await;
+            }
+            Ok(deleted)
+        }
+        Err(error) => {
+            let why = crate::events::failure_text(&error);
+            let message = (words.delete_failed)(&owner_name, name, &why);
+            crate::events::warning(client, component, owner, "FailedDelete", &message).await;
+            Err(error)
+        }
+    }
 }

@@ -3,13 +3,16 @@
 //! by the scheduler's own assumptions (a pod counts on its node from the
 //! moment it is chosen, before the binding lands).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Toleration;
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::facts::{NodeFacts, NodeInfo, PodInfo, Resources};
+use crate::labels::selects;
 
 /// What a RuntimeClass adds to scheduling: its handler, and its
 /// `scheduling.nodeSelector` / `tolerations`, merged into the pod's.
@@ -33,6 +36,57 @@ impl RuntimeClassInfo {
 
 type Key = (String, String);
 
+/// What preemption reads from a PodDisruptionBudget: which pods it covers
+/// and how many of them may be disrupted now.
+#[derive(Debug, Clone, Default)]
+pub struct Budget {
+    pub namespace: String,
+    pub selector: LabelSelector,
+    /// `status.disruptionsAllowed`.
+    pub allowed: i32,
+    /// `status.disruptedPods`: evictions already counted against it.
+    pub disrupted: HashSet<String>,
+}
+
+impl Budget {
+    pub fn from_pdb(pdb: &PodDisruptionBudget) -> Budget {
+        let status = pdb.status.clone().unwrap_or_default();
+        Budget {
+            namespace: pdb.metadata.namespace.clone().unwrap_or_default(),
+            selector: pdb
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default(),
+            allowed: status.disruptions_allowed,
+            disrupted: status
+                .disrupted_pods
+                .unwrap_or_default()
+                .into_keys()
+                .collect(),
+        }
+    }
+
+    /// Whether evicting `pod` counts against this budget (as kube-scheduler
+    /// counts it: an empty selector covers nothing here).
+    pub fn covers(&self, pod: &PodInfo) -> bool {
+        let empty = self
+            .selector
+            .match_labels
+            .as_ref()
+            .is_none_or(|m| m.is_empty())
+            && self
+                .selector
+                .match_expressions
+                .as_ref()
+                .is_none_or(|e| e.is_empty());
+        pod.namespace == self.namespace
+            && !empty
+            && selects(&self.selector, &pod.labels)
+            && !self.disrupted.contains(&pod.name)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Slot {
     info: NodeInfo,
@@ -52,6 +106,8 @@ pub struct Cluster {
     /// How many placed pods have required anti-affinity (0 skips the scan).
     anti_pods: usize,
     pub runtime_classes: HashMap<String, RuntimeClassInfo>,
+    /// PodDisruptionBudgets by namespace and name.
+    pub budgets: HashMap<Key, Budget>,
     /// Where the next search for nodes starts (kube-scheduler rotates it so
     /// sampling a part of a big cluster spreads over all of it).
     pub next_start: usize,

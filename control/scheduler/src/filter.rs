@@ -30,12 +30,18 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Whether evicting lower-priority pods from the node can remove it
-    /// (preemption frees resources and host ports).
+    /// Whether evicting lower-priority pods from the node can remove it:
+    /// preemption frees resources and host ports, and removes pods that
+    /// anti-affinity (the pod's, or theirs) keeps it away from. Required pod
+    /// affinity is not (kube-scheduler: unschedulable and unresolvable).
     pub fn resolvable(&self) -> bool {
         matches!(
             self,
-            Reason::Ports | Reason::Insufficient(_) | Reason::TooManyPods
+            Reason::Ports
+                | Reason::Insufficient(_)
+                | Reason::TooManyPods
+                | Reason::PodAntiAffinity
+                | Reason::ExistingAntiAffinity
         )
     }
 }
@@ -143,7 +149,7 @@ impl<'p> PodContext<'p> {
             affinity: None,
         };
         context.spread = spread_counts(&context, cluster);
-        context.affinity = affinity_domains(pod, cluster);
+        context.affinity = affinity_domains(pod, cluster, &HashSet::new());
         context
     }
 
@@ -280,28 +286,44 @@ impl<'p> PodContext<'p> {
     }
 
     fn affinity_check(&self, node: &NodeInfo) -> Option<Reason> {
-        let domains = self.affinity.as_ref()?;
-        let labels = &node.facts.labels;
+        self.affinity.as_ref()?.check(&node.facts.labels)
+    }
+
+    /// The pod (anti-)affinity filters for `node` as if the pods in
+    /// `removed` were gone (preemption trying victims).
+    pub fn affinity_without(
+        &self,
+        cluster: &Cluster,
+        node: &NodeInfo,
+        removed: &HashSet<(String, String)>,
+    ) -> Option<Reason> {
+        affinity_domains(self.pod, cluster, removed)?.check(&node.facts.labels)
+    }
+}
+
+impl AffinityDomains {
+    /// The first pod-affinity rule a node with `labels` breaks.
+    fn check(&self, labels: &std::collections::BTreeMap<String, String>) -> Option<Reason> {
         let in_domain = |(key, values): &(String, HashSet<String>)| {
             labels.get(key).is_some_and(|v| values.contains(v))
         };
-        if !domains.affinity_bootstrap && !domains.affinity.iter().all(in_domain) {
+        if !self.affinity_bootstrap && !self.affinity.iter().all(in_domain) {
             return Some(Reason::PodAffinity);
         }
-        if domains.affinity_bootstrap
-            && domains
+        if self.affinity_bootstrap
+            && self
                 .affinity
                 .iter()
                 .any(|(key, _)| !labels.contains_key(key))
         {
             return Some(Reason::PodAffinity);
         }
-        if domains.anti.iter().any(in_domain) {
+        if self.anti.iter().any(in_domain) {
             return Some(Reason::PodAntiAffinity);
         }
         if labels
             .iter()
-            .any(|(k, v)| domains.existing_anti.contains(&(k.clone(), v.clone())))
+            .any(|(k, v)| self.existing_anti.contains(&(k.clone(), v.clone())))
         {
             return Some(Reason::ExistingAntiAffinity);
         }
@@ -402,7 +424,13 @@ pub fn term_selects(term: &PodAffinityTerm, owner_namespace: &str, pod: &PodInfo
             .is_some_and(|s| selects(s, &pod.labels))
 }
 
-fn affinity_domains(pod: &PodInfo, cluster: &Cluster) -> Option<AffinityDomains> {
+/// The domains for `pod`'s affinity rules, leaving out the pods in `removed`.
+fn affinity_domains(
+    pod: &PodInfo,
+    cluster: &Cluster,
+    removed: &HashSet<(String, String)>,
+) -> Option<AffinityDomains> {
+    let gone = |p: &PodInfo| !removed.is_empty() && removed.contains(&p.key());
     let affinity = pod.affinity.as_ref();
     let required_affinity: &[PodAffinityTerm] = affinity
         .and_then(|a| a.pod_affinity.as_ref())
@@ -421,6 +449,9 @@ fn affinity_domains(pod: &PodInfo, cluster: &Cluster) -> Option<AffinityDomains>
     let mut domains = AffinityDomains::default();
     // Existing pods' required anti-affinity that selects this pod.
     for (node, other) in cluster.anti_affinity_pods() {
+        if gone(other) {
+            continue;
+        }
         let terms = other
             .affinity
             .as_ref()
@@ -453,7 +484,7 @@ fn affinity_domains(pod: &PodInfo, cluster: &Cluster) -> Option<AffinityDomains>
                         && node
                             .pods
                             .iter()
-                            .any(|p| term_selects(term, &pod.namespace, p))
+                            .any(|p| !gone(p) && term_selects(term, &pod.namespace, p))
                     {
                         values.insert(value.clone());
                     }

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod cluster;
+mod events;
 pub mod facts;
 pub mod filter;
 pub mod labels;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::sync::{Semaphore, mpsc};
@@ -137,9 +139,22 @@ impl Scheduler {
             watcher::Config::default(),
         )
         .boxed();
+        let mut budget_events = watcher(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .boxed();
         let permits = Arc::new(Semaphore::new(self.config.bind_concurrency));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
-        let writer = Writer::new(client, done_tx);
+        let (events, event_writer) = events::Recorder::new(client.clone());
+        let events_cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = events_cancel.cancelled() => {}
+                _ = event_writer => {}
+            }
+        });
+        let writer = Writer::new(client, done_tx, events);
         let mut state = State::default();
         let mut retry = tokio::time::interval(self.config.retry);
         loop {
@@ -158,6 +173,11 @@ impl Scheduler {
                 event = class_events.next() => match event {
                     Some(Ok(event)) => state.class_event(event),
                     Some(Err(err)) => watch_error("runtimeclass", err).await,
+                    None => return Ok(()),
+                },
+                event = budget_events.next() => match event {
+                    Some(Ok(event)) => state.budget_event(event),
+                    Some(Err(err)) => watch_error("poddisruptionbudget", err).await,
                     None => return Ok(()),
                 },
                 Some(outcome) = done_rx.recv() => state.outcome(outcome),
@@ -300,6 +320,26 @@ impl State {
         }
     }
 
+    fn budget_event(&mut self, event: watcher::Event<PodDisruptionBudget>) {
+        let budgets = &mut self.cluster.budgets;
+        let key = |pdb: &PodDisruptionBudget| {
+            (
+                pdb.metadata.namespace.clone().unwrap_or_default(),
+                pdb.metadata.name.clone().unwrap_or_default(),
+            )
+        };
+        match event {
+            watcher::Event::Init => budgets.clear(),
+            watcher::Event::InitDone => {}
+            watcher::Event::Apply(pdb) | watcher::Event::InitApply(pdb) => {
+                budgets.insert(key(&pdb), cluster::Budget::from_pdb(&pdb));
+            }
+            watcher::Event::Delete(pdb) => {
+                budgets.remove(&key(&pdb));
+            }
+        }
+    }
+
     fn outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Bound => {}
@@ -359,7 +399,7 @@ impl State {
                 Decision::Unschedulable(message) => {
                     if self.reported.get(&pod.key()) != Some(&message) {
                         tracing::info!(message, "unschedulable");
-                        writer.failed(pod.clone(), message.clone(), permit);
+                        writer.failed(&pod, message.clone());
                         self.reported.insert(pod.key(), message);
                     }
                     self.queue.park(pod);

@@ -3,7 +3,7 @@
 //! score the feasible ones, and when none fits, see whether evicting
 //! lower-priority pods would make room.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
@@ -127,12 +127,14 @@ enum Preemption {
     None(String),
 }
 
-/// kube-scheduler's default preemption, for resources and host ports: on
-/// each node whose failures eviction could fix, remove every lower-priority
-/// pod, check the pod fits, then keep back as many victims as still fit
-/// (highest priority first). Choose the node whose most important victim is
-/// least important, then the smallest sum of priorities, then the fewest
-/// victims.
+/// kube-scheduler's default preemption: on each node whose failures
+/// eviction could fix (resources, host ports, anti-affinity), remove every
+/// lower-priority pod and check the pod fits, its pod affinity and
+/// anti-affinity included; then keep back as many victims as still let it
+/// fit, those whose eviction would break a PodDisruptionBudget first, then
+/// the rest, most important first. Choose the node with the fewest budget
+/// violations, then whose most important victim is least important, then
+/// the smallest sum of priorities, then the fewest victims.
 fn preemption(
     context: &PodContext<'_>,
     cluster: &Cluster,
@@ -153,19 +155,19 @@ fn preemption(
             continue;
         }
         let extra = cluster.nominated_on(&node.facts.name, pod.priority, &key);
-        match victims_on(context, node, extra.as_ref()) {
-            Some(victims) => {
-                let top = victims
+        match victims_on(context, cluster, node, extra.as_ref()) {
+            Some(Victims { pods, violations }) => {
+                let top = pods
                     .iter()
                     .map(|v| i64::from(v.priority))
                     .max()
                     .unwrap_or(i64::MIN);
-                let sum: i64 = victims.iter().map(|v| i64::from(v.priority)).sum();
-                let candidate = (top, sum, victims.len(), node.facts.name.clone(), victims);
-                let better = best.as_ref().is_none_or(|b| {
-                    (candidate.0, candidate.1, candidate.2, &candidate.3) < (b.0, b.1, b.2, &b.3)
-                });
-                if better {
+                let sum: i64 = pods.iter().map(|v| i64::from(v.priority)).sum();
+                let candidate = Candidate {
+                    rank: (violations, top, sum, pods.len(), node.facts.name.clone()),
+                    victims: pods,
+                };
+                if best.as_ref().is_none_or(|b| candidate.rank < b.rank) {
                     best = Some(candidate);
                 }
             }
@@ -177,21 +179,34 @@ fn preemption(
         }
     }
     match best {
-        Some((_, _, _, node, victims)) => Preemption::Victims(node, victims),
+        Some(Candidate { rank, victims }) => Preemption::Victims(rank.4, victims),
         None => Preemption::None(summary(cluster.known_count(), counts)),
     }
 }
 
-/// A node preemption could use: (most important victim's priority, sum of
-/// the victims' priorities, how many, node name, the victims).
-type Candidate = (i64, i64, usize, String, Vec<Arc<PodInfo>>);
+/// A node preemption could use, ranked by (PodDisruptionBudget violations,
+/// most important victim's priority, sum of the victims' priorities, how
+/// many, node name): the smallest wins.
+struct Candidate {
+    rank: (usize, i64, i64, usize, String),
+    victims: Vec<Arc<PodInfo>>,
+}
+
+/// The pods to evict from a node, and how many of them a
+/// PodDisruptionBudget would rather keep.
+#[derive(Debug)]
+pub struct Victims {
+    pub pods: Vec<Arc<PodInfo>>,
+    pub violations: usize,
+}
 
 /// The fewest lower-priority pods to evict from `node` for `pod` to fit.
 fn victims_on(
     context: &PodContext<'_>,
+    cluster: &Cluster,
     node: &NodeInfo,
     extra: Option<&crate::facts::Resources>,
-) -> Option<Vec<Arc<PodInfo>>> {
+) -> Option<Victims> {
     let pod = context.pod;
     let mut lower: Vec<Arc<PodInfo>> = node
         .pods
@@ -203,29 +218,79 @@ fn victims_on(
         return None;
     }
     let mut remaining = node.clone();
+    let mut removed: HashSet<(String, String)> = HashSet::new();
     for victim in &lower {
         remaining.remove(&victim.namespace, &victim.name);
+        removed.insert(victim.key());
     }
-    if !fits_without(context, &remaining, extra) {
+    if !fits_without(context, cluster, &remaining, extra, &removed) {
         return None;
     }
     // Keep back the most important first; newer pods go before older ones.
     lower.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created.cmp(&b.created)));
-    let mut victims = Vec::new();
-    for candidate in lower {
-        remaining.add(candidate.clone());
-        if !fits_without(context, &remaining, extra) {
-            remaining.remove(&candidate.namespace, &candidate.name);
-            victims.push(candidate);
+    let (violating, harmless) = split_by_budgets(lower, cluster);
+    let mut victims = Victims {
+        pods: Vec::new(),
+        violations: 0,
+    };
+    for (group, violates) in [(violating, true), (harmless, false)] {
+        for candidate in group {
+            let key = candidate.key();
+            remaining.add(candidate.clone());
+            removed.remove(&key);
+            if !fits_without(context, cluster, &remaining, extra, &removed) {
+                remaining.remove(&candidate.namespace, &candidate.name);
+                removed.insert(key);
+                victims.violations += usize::from(violates);
+                victims.pods.push(candidate);
+            }
         }
     }
     Some(victims)
 }
 
+/// Potential victims (most important first) split into those whose
+/// eviction would take a PodDisruptionBudget below what it allows and the
+/// rest, counting each budget down as kube-scheduler does.
+pub fn split_by_budgets(
+    pods: Vec<Arc<PodInfo>>,
+    cluster: &Cluster,
+) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
+    let mut allowed: HashMap<&(String, String), i32> = cluster
+        .budgets
+        .iter()
+        .map(|(key, budget)| (key, budget.allowed))
+        .collect();
+    let mut violating = Vec::new();
+    let mut harmless = Vec::new();
+    for pod in pods {
+        let mut violates = false;
+        for (key, budget) in &cluster.budgets {
+            if budget.covers(&pod)
+                && let Some(left) = allowed.get_mut(key)
+            {
+                *left -= 1;
+                violates |= *left < 0;
+            }
+        }
+        if violates {
+            violating.push(pod);
+        } else {
+            harmless.push(pod);
+        }
+    }
+    (violating, harmless)
+}
+
+/// Whether the pod fits `node` (its pods as preemption would leave them,
+/// `removed` the victims so far): resources, host ports, and pod affinity
+/// and anti-affinity with the victims gone.
 fn fits_without(
     context: &PodContext<'_>,
+    cluster: &Cluster,
     node: &NodeInfo,
     extra: Option<&crate::facts::Resources>,
+    removed: &HashSet<(String, String)>,
 ) -> bool {
     let pod = context.pod;
     let ports_free = pod.host_ports.is_empty()
@@ -242,4 +307,5 @@ fn fits_without(
             &node.facts.allocatable,
         )
         .is_empty()
+        && context.affinity_without(cluster, node, removed).is_none()
 }

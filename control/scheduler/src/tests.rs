@@ -474,3 +474,153 @@ fn a_pod_on_a_local_volume_goes_to_the_volume_s_node() {
             .starts_with("0/2 nodes are available: 2 node(s) had volume node affinity conflict.")
     );
 }
+
+fn prioritised(name: &str, priority: i32, extra: Value) -> PodInfo {
+    let mut p = pod(name, extra);
+    p.priority = priority;
+    p
+}
+
+fn victims_of(decision: Decision) -> (String, Vec<String>) {
+    match decision {
+        Decision::Preempt { node, victims, .. } => {
+            (node, victims.iter().map(|v| v.name.clone()).collect())
+        }
+        other => panic!("expected preemption, got {other:?}"),
+    }
+}
+
+fn budget(app: &str, allowed: i32) -> cluster::Budget {
+    cluster::Budget {
+        namespace: "default".into(),
+        selector: serde_json::from_value(json!({"matchLabels": {"app": app}})).unwrap(),
+        allowed,
+        disrupted: Default::default(),
+    }
+}
+
+fn with_app_and_cpu(app: &str, milli: &str) -> Value {
+    json!({"metadata": {"labels": {"app": app}},
+        "spec": {"containers": [{"name": "c", "image": "x",
+        "resources": {"requests": {"cpu": milli}}}]}})
+}
+
+#[test]
+fn preemption_prefers_victims_no_disruption_budget_protects() {
+    let mut c = cluster(vec![node("a", json!({})), node("b", json!({}))]);
+    // a's victim is the least important, but a budget allows no disruption
+    // of it; b's is more important and unprotected.
+    bind(
+        &mut c,
+        "a",
+        prioritised("guarded", 10, with_app_and_cpu("db", "4")),
+    );
+    bind(
+        &mut c,
+        "b",
+        prioritised("free", 100, with_app_and_cpu("web", "4")),
+    );
+    let urgent = prioritised("urgent", 500, cpu("2"));
+    c.budgets
+        .insert(("default".into(), "db".into()), budget("db", 0));
+    assert_eq!(
+        victims_of(decide(&mut c, &urgent)),
+        ("b".to_string(), vec!["free".to_string()])
+    );
+    // A budget with room: the least important victim again.
+    c.budgets
+        .insert(("default".into(), "db".into()), budget("db", 1));
+    assert_eq!(
+        victims_of(decide(&mut c, &urgent)),
+        ("a".to_string(), vec!["guarded".to_string()])
+    );
+    // When every choice breaks a budget, preemption still goes ahead.
+    c.budgets
+        .insert(("default".into(), "web".into()), budget("web", 0));
+    c.budgets
+        .insert(("default".into(), "db".into()), budget("db", 0));
+    assert_eq!(victims_of(decide(&mut c, &urgent)).1, ["guarded"]);
+}
+
+#[test]
+fn a_budget_counts_down_over_the_victims_it_covers() {
+    let mut c = Cluster::default();
+    c.budgets
+        .insert(("default".into(), "db".into()), budget("db", 1));
+    let pods: Vec<Arc<PodInfo>> = ["db-1", "db-2", "other"]
+        .iter()
+        .map(|name| {
+            let app = if name.starts_with("db") { "db" } else { "web" };
+            Arc::new(prioritised(name, 0, with_app_and_cpu(app, "1")))
+        })
+        .collect();
+    let (violating, harmless) = plan::split_by_budgets(pods, &c);
+    let names = |v: &[Arc<PodInfo>]| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&violating), ["db-2"]);
+    assert_eq!(names(&harmless), ["db-1", "other"]);
+}
+
+#[test]
+fn preemption_clears_anti_affinity_and_keeps_the_pods_affinity() {
+    let host = |h: &str| json!({"metadata": {"labels": {"kubernetes.io/hostname": h}}});
+    let term = |app: &str| {
+        json!([{"labelSelector": {"matchLabels": {"app": app}},
+        "topologyKey": "kubernetes.io/hostname"}])
+    };
+    // Anti-affinity: the only node without a full CPU holds a low-priority
+    // pod the newcomer repels; evicting it is the way in.
+    let mut c = cluster(vec![node("a", host("a")), node("b", host("b"))]);
+    bind(
+        &mut c,
+        "a",
+        prioritised("cache", 10, with_app_and_cpu("cache", "1")),
+    );
+    bind(&mut c, "b", prioritised("busy", 1000, cpu("4")));
+    let shy = prioritised(
+        "shy",
+        500,
+        json!({"spec": {"affinity": {"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": term("cache")}},
+        "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}}),
+    );
+    assert_eq!(
+        victims_of(decide(&mut c, &shy)),
+        ("a".to_string(), vec!["cache".to_string()])
+    );
+
+    // Affinity re-checked without the victims: on a the only `db` pod would
+    // have to go with the CPU hog, so a is no candidate although its victims
+    // are the least important; b keeps its important `db` pod.
+    let mut c = cluster(vec![node("a", host("a")), node("b", host("b"))]);
+    bind(
+        &mut c,
+        "a",
+        prioritised("db-low", 10, with_app_and_cpu("db", "2")),
+    );
+    bind(
+        &mut c,
+        "a",
+        prioritised("hog-a", 10, with_app_and_cpu("x", "2")),
+    );
+    bind(
+        &mut c,
+        "b",
+        prioritised("db-high", 1000, with_app_and_cpu("db", "2")),
+    );
+    bind(
+        &mut c,
+        "b",
+        prioritised("hog-b", 100, with_app_and_cpu("x", "2")),
+    );
+    let near = prioritised(
+        "near",
+        500,
+        json!({"spec": {"affinity": {"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": term("db")}},
+        "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "2"}}}]}}),
+    );
+    assert_eq!(
+        victims_of(decide(&mut c, &near)),
+        ("b".to_string(), vec!["hog-b".to_string()])
+    );
+}

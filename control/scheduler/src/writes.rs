@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Binding, Event, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::SCHEDULER_NAME;
+use crate::events::{PodEvent, Recorder};
 use crate::facts::PodInfo;
 
 /// What became of a binding, reported back to the loop.
@@ -27,11 +27,16 @@ pub enum Outcome {
 pub struct Writer {
     client: kube::Client,
     done: UnboundedSender<Outcome>,
+    events: Recorder,
 }
 
 impl Writer {
-    pub fn new(client: kube::Client, done: UnboundedSender<Outcome>) -> Writer {
-        Writer { client, done }
+    pub fn new(client: kube::Client, done: UnboundedSender<Outcome>, events: Recorder) -> Writer {
+        Writer {
+            client,
+            done,
+            events,
+        }
     }
 
     pub fn bind(&self, pod: Arc<PodInfo>, node: String, permit: OwnedSemaphorePermit) {
@@ -45,8 +50,7 @@ impl Writer {
                         "Successfully assigned {}/{} to {node}",
                         pod.namespace, pod.name
                     );
-                    this.event(&pod, "Normal", "Scheduled", "Binding", &message)
-                        .await;
+                    this.event(&pod, "Normal", "Scheduled", "Binding", message);
                     Outcome::Bound
                 }
                 Err(err) => {
@@ -60,13 +64,8 @@ impl Writer {
         });
     }
 
-    pub fn failed(&self, pod: Arc<PodInfo>, message: String, permit: OwnedSemaphorePermit) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            this.event(&pod, "Warning", "FailedScheduling", "Scheduling", &message)
-                .await;
-            drop(permit);
-        });
+    pub fn failed(&self, pod: &Arc<PodInfo>, message: String) {
+        self.event(pod, "Warning", "FailedScheduling", "Scheduling", message);
     }
 
     /// Evict the victims (each gets a `Preempted` event), nominate the node
@@ -81,12 +80,10 @@ impl Writer {
     ) {
         let this = self.clone();
         tokio::spawn(async move {
-            this.event(&pod, "Warning", "FailedScheduling", "Scheduling", &message)
-                .await;
+            this.event(&pod, "Warning", "FailedScheduling", "Scheduling", message);
             for victim in &victims {
                 let why = format!("Preempted by pod {} on node {node}", pod.uid);
-                this.event(victim, "Normal", "Preempted", "Preempting", &why)
-                    .await;
+                this.event(victim, "Normal", "Preempted", "Preempting", why);
                 let api: Api<Pod> = Api::namespaced(this.client.clone(), &victim.namespace);
                 match api.delete(&victim.name, &DeleteParams::default()).await {
                     Ok(_) => {}
@@ -128,41 +125,20 @@ impl Writer {
         Ok(())
     }
 
-    async fn event(&self, pod: &PodInfo, kind: &str, reason: &str, action: &str, message: &str) {
-        let now = jiff::Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", pod.name)),
-                namespace: Some(pod.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name.clone()),
-                namespace: Some(pod.namespace.clone()),
-                uid: Some(pod.uid.clone()).filter(|u| !u.is_empty()),
-                ..ObjectReference::default()
-            },
-            type_: Some(kind.into()),
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: Some(MicroTime(now)),
-            count: Some(1),
-            reporting_component: Some(SCHEDULER_NAME.into()),
-            reporting_instance: Some(SCHEDULER_NAME.into()),
-            action: Some(action.into()),
-            source: Some(k8s_openapi::api::core::v1::EventSource {
-                component: Some(SCHEDULER_NAME.into()),
-                host: None,
-            }),
-            ..Event::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &pod.namespace);
-        if let Err(err) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(%err, reason, "recording event");
-        }
+    fn event(
+        &self,
+        pod: &Arc<PodInfo>,
+        type_: &'static str,
+        reason: &'static str,
+        action: &'static str,
+        message: String,
+    ) {
+        self.events.record(PodEvent {
+            pod: pod.clone(),
+            type_,
+            reason,
+            action,
+            message,
+        });
     }
 }

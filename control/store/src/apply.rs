@@ -9,12 +9,16 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::{Batch, Transactional};
 
 use crate::codec::{self, Command, KvRecord, Request};
-use crate::disk::{self, APPLIED_INDEX, COMPACTED, CONF_STATE, REVISION, fatal};
+use crate::disk::{self, APPLIED_INDEX, COMPACTED, CONF_STATE, DEDUP_WINDOW, REVISION, fatal};
 use crate::mvcc::{self, KvAccess};
 use crate::raft_log::encode;
 use crate::shared::Shared;
 use crate::snapshot;
 use crate::{Member, Revision, StoreError, TxnResponse};
+
+/// How often (in applied entries) the ids of requests older than the duplicate window
+/// are dropped.
+const PRUNE_REQUESTS_EVERY: u64 = 1024;
 
 /// Revision of an empty store, as in etcd.
 pub(crate) const FIRST_REVISION: Revision = 1;
@@ -117,9 +121,11 @@ impl StateMachine {
             }
             if let Some(member) = &added {
                 meta.insert(disk::member_key(member.id), disk::encode_member(member))?;
+                meta.remove(disk::removed_key(member.id))?;
             }
             if removed {
                 meta.remove(disk::member_key(change.node_id))?;
+                meta.insert(disk::removed_key(change.node_id), &[])?;
             }
             Ok::<_, ConflictableTransactionError<StoreError>>(())
         });
@@ -146,19 +152,37 @@ impl StateMachine {
             return Vec::new();
         };
         let last_index = last.index;
-        let requests: Vec<Request> = fresh
+        let requests: Vec<(u64, Request)> = fresh
             .iter()
-            .filter_map(|entry| decode_entry(entry))
+            .filter_map(|entry| Some((entry.index, decode_entry(entry)?)))
             .collect();
 
         let trees = &self.shared.trees;
         let before = self.state;
         let gate = self.shared.write_gate();
-        let committed =
-            (&trees.kv, &trees.events, &trees.meta).transaction(|(kv, events, meta)| {
+        let committed = (&trees.kv, &trees.events, &trees.meta, &trees.requests).transaction(
+            |(kv, events, meta, applied_requests)| {
                 let mut state = before;
                 let mut outcomes = Vec::with_capacity(requests.len());
-                for request in &requests {
+                for (index, request) in &requests {
+                    // A request applied lately came twice (the network duplicated a
+                    // forwarded proposal): its proposer has had its answer already.
+                    let id = request.id.to_be_bytes();
+                    if let Some(seen) = applied_requests.get(id)?
+                        && let Ok(seen) = <[u8; 8]>::try_from(seen.as_ref())
+                        && let seen = u64::from_be_bytes(seen)
+                        && seen < *index
+                        && index - seen <= DEDUP_WINDOW
+                    {
+                        tracing::debug!(
+                            request = request.id,
+                            index,
+                            first = seen,
+                            "skipping a request applied before"
+                        );
+                        continue;
+                    }
+                    applied_requests.insert(&id, &index.to_be_bytes())?;
                     let outcome = match &request.command {
                         Command::Txn(txn) => {
                             let done = mvcc::execute(txn, state.revision, &TxKv(kv))?;
@@ -180,7 +204,8 @@ impl StateMachine {
                 meta.insert(REVISION, &state.revision.to_be_bytes())?;
                 meta.insert(COMPACTED, &state.compacted.to_be_bytes())?;
                 Ok((state, outcomes))
-            });
+            },
+        );
         let (state, outcomes) = match committed {
             Ok(done) => done,
             Err(error) => fatal(
@@ -197,7 +222,33 @@ impl StateMachine {
         {
             fatal("removing compacted history", &error);
         }
+        if last_index / PRUNE_REQUESTS_EVERY != before.index / PRUNE_REQUESTS_EVERY
+            && let Err(error) = self.prune_requests(last_index)
+        {
+            fatal("removing old request ids", &error);
+        }
         outcomes
+    }
+
+    /// Forgets request ids applied more than [`DEDUP_WINDOW`] entries before `applied`.
+    /// Outside the apply transaction on purpose: entries that old no longer count as
+    /// duplicates whether they are still stored or not, so when (or whether) this runs
+    /// changes no decision.
+    fn prune_requests(&self, applied: u64) -> Result<(), StoreError> {
+        let requests = &self.shared.trees.requests;
+        let mut batch = Batch::default();
+        for item in requests.iter() {
+            let (id, index) = item.map_err(StoreError::sled("listing applied request ids"))?;
+            let old = <[u8; 8]>::try_from(index.as_ref())
+                .map(u64::from_be_bytes)
+                .is_ok_and(|index| index + DEDUP_WINDOW < applied);
+            if old {
+                batch.remove(id);
+            }
+        }
+        requests
+            .apply_batch(batch)
+            .map_err(StoreError::sled("removing old request ids"))
     }
 
     fn remove_events_through(&self, revision: Revision) -> Result<(), StoreError> {

@@ -184,6 +184,10 @@ pub(crate) struct SnapshotData {
     pub events: Records,
     /// The `member/` records of `meta`.
     pub members: Records,
+    /// The `requests` records (ids applied lately, to skip duplicates).
+    pub requests: Records,
+    /// The `removed/` records of `meta`.
+    pub removed: Records,
 }
 
 /// Raw (key, value) pairs of one sled tree.
@@ -193,7 +197,14 @@ pub(crate) fn encode_snapshot(data: &SnapshotData) -> Vec<u8> {
     let mut w = Writer(vec![FORMAT]);
     w.i64(data.revision);
     w.i64(data.compacted);
-    for records in [&data.kv, &data.events, &data.members] {
+    let sections = [
+        &data.kv,
+        &data.events,
+        &data.members,
+        &data.requests,
+        &data.removed,
+    ];
+    for records in sections {
         w.u64(records.len() as u64);
         for (key, value) in records {
             w.bytes(key);
@@ -218,6 +229,8 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotData, StoreError> 
     let kv = records()?;
     let events = records()?;
     let members = records()?;
+    let requests = records()?;
+    let removed = records()?;
     r.finish()?;
     Ok(SnapshotData {
         revision,
@@ -225,6 +238,8 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotData, StoreError> 
         kv,
         events,
         members,
+        requests,
+        removed,
     })
 }
 
@@ -436,6 +451,8 @@ mod tests {
             kv: vec![(b"/a".to_vec(), b"x".to_vec())],
             events: vec![(revision_key(4).to_vec(), vec![1, 2])],
             members: vec![(b"member/1".to_vec(), b"{}".to_vec())],
+            requests: vec![(7u64.to_be_bytes().to_vec(), 3u64.to_be_bytes().to_vec())],
+            removed: vec![(b"removed/4".to_vec(), Vec::new())],
         };
         assert_eq!(decode_snapshot(&encode_snapshot(&data)).unwrap(), data);
         assert!(decode_snapshot(&encode_snapshot(&data)[..10]).is_err());

@@ -41,6 +41,11 @@ pub struct StoreConfig {
     /// Crashes at disk-write steps, for the fault harness.
     #[cfg(any(test, feature = "sim"))]
     pub failpoints: Option<std::sync::Arc<crate::sim::Failpoints>>,
+    /// For the fault harness: seeds the request ids and Raft's election timeouts
+    /// (otherwise random) so a run replays. Give each start of a member its own seed:
+    /// request ids must not repeat those of an earlier run of the same member.
+    #[cfg(any(test, feature = "sim"))]
+    pub sim_seed: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -59,6 +64,8 @@ impl Default for StoreConfig {
             log_compaction_entries: 10_000,
             #[cfg(any(test, feature = "sim"))]
             failpoints: None,
+            #[cfg(any(test, feature = "sim"))]
+            sim_seed: None,
         }
     }
 }

@@ -13,6 +13,12 @@ pub(crate) const RAFT_STATE: &str = "raft_state";
 pub(crate) const KV: &str = "kv";
 pub(crate) const EVENTS: &str = "events";
 pub(crate) const META: &str = "meta";
+pub(crate) const REQUESTS: &str = "requests";
+
+/// A request whose id was applied at most this many entries earlier is a duplicate
+/// (a proposal the network delivered twice) and is not applied again. A constant,
+/// not a setting: every member must make the same decision for the same log.
+pub(crate) const DEDUP_WINDOW: u64 = 10_000;
 
 pub(crate) const HARD_STATE: &[u8] = b"hard_state";
 pub(crate) const CONF_STATE: &[u8] = b"conf_state";
@@ -25,6 +31,31 @@ pub(crate) const COMPACTED: &[u8] = b"compacted";
 pub(crate) const BOOTSTRAP_MARKER: &[u8] = b"bootstrap";
 /// `member/` + id (`u64`): the member's record as JSON (see [`Member`]).
 pub(crate) const MEMBER_PREFIX: &[u8] = b"member/";
+
+/// `removed/` + id (`u64`), empty value: a member removed from the group. Its id is
+/// never given to another member, and a message from it is answered with
+/// [`REMOVED_NOTICE`].
+pub(crate) const REMOVED_PREFIX: &[u8] = b"removed/";
+
+/// The context of the message that tells a member it was removed from the group.
+pub(crate) const REMOVED_NOTICE: &[u8] = b"skiff/removed";
+
+pub(crate) fn removed_key(id: u64) -> Vec<u8> {
+    [REMOVED_PREFIX, &id.to_be_bytes()].concat()
+}
+
+/// The ids recorded as removed from the group in `meta`.
+pub(crate) fn load_removed(meta: &sled::Tree) -> Result<Vec<u64>, StoreError> {
+    meta.scan_prefix(REMOVED_PREFIX)
+        .keys()
+        .map(|key| {
+            let key = key.map_err(StoreError::sled("reading the removed members"))?;
+            <[u8; 8]>::try_from(&key[REMOVED_PREFIX.len()..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::codec("removed member key", "not a u64 id"))
+        })
+        .collect()
+}
 
 pub(crate) fn member_key(id: u64) -> Vec<u8> {
     [MEMBER_PREFIX, &id.to_be_bytes()].concat()
@@ -108,6 +139,9 @@ pub(crate) struct Trees {
     pub kv: sled::Tree,
     pub events: sled::Tree,
     pub meta: sled::Tree,
+    /// Request id (`u64`) → the index of the entry that applied it (`u64`), for the
+    /// last [`DEDUP_WINDOW`] entries at least.
+    pub requests: sled::Tree,
 }
 
 impl Trees {
@@ -151,6 +185,7 @@ impl Trees {
             kv: tree(KV)?,
             events: tree(EVENTS)?,
             meta: tree(META)?,
+            requests: tree(REQUESTS)?,
             db,
         })
     }

@@ -64,12 +64,16 @@
 //! | `events` | revision (`u64`) | format `1`, count (`u32`), then per event: kind (`1` put, `2` delete), the kv, a `0`/`1` marker and the previous kv |
 //! | `meta` | `applied_index` / `revision` / `compacted` | `u64` / `i64` / `i64` |
 //! | `meta` | `member/` + id (`u64`) | a [`Member`] as JSON |
+//! | `meta` | `removed/` + id (`u64`) | empty: a member removed from the group |
+//! | `requests` | request id (`u64`) | index (`u64`) of the entry that applied it, to skip a request delivered twice |
 //!
 //! In `events`, a kv is key and value as `u32` length + bytes, then create revision,
 //! mod revision and version as `i64`. A Raft entry's data is format `1`, the request
 //! id (`u64`), then `1` + a transaction (compares, success ops, failure ops) or `2` +
 //! a compaction revision; see module `codec`. An empty entry is a new leader's no-op.
-//! `kv`, `events` and `meta` change only inside the apply transaction; the `raft_*`
+//! `kv`, `events`, `meta` and `requests` change only inside the apply transaction
+//! (old `requests` records are pruned outside it, and a member learning of its own
+//! removal records it directly); the `raft_*`
 //! trees only in the Raft task. Compaction raises `compacted` in that transaction and
 //! then removes the events at or below it (finished on the next open if cut short).
 

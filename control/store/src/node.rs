@@ -7,12 +7,12 @@
 //! Proposals that Raft drops because no leader is known wait here and are proposed
 //! again on the next tick; the caller's `request_timeout` bounds the wait.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::prelude::{ConfChange, Message, RawNode};
+use raft::prelude::{ConfChange, Message, MessageType, RawNode};
 use raft::{ReadOnlyOption, StateRole};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
@@ -27,6 +27,28 @@ use crate::transport::Transport;
 use crate::{StoreConfig, StoreError};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// The first request id of this run of the member: random, so ids of entries replayed
+/// from an earlier run, or proposed by another member, never match a proposer of this
+/// one (the fault harness derives it from its seed, one per start of a member).
+fn first_request_id(config: &StoreConfig) -> u64 {
+    #[cfg(any(test, feature = "sim"))]
+    if let Some(seed) = config.sim_seed {
+        return crate::sim::Rng::new(seed).next_u64();
+    }
+    RandomState::new().hash_one((std::process::id(), config.id))
+}
+
+/// The fault harness's election timeouts: its generator, their range in ticks
+/// (raft-rs's default: the election ticks up to twice that), and the (term, role) for
+/// which it last chose one.
+#[cfg(any(test, feature = "sim"))]
+struct ElectionRng {
+    rng: crate::sim::Rng,
+    low: u64,
+    high: u64,
+    chosen_for: (u64, StateRole),
+}
 
 /// What the `Store` handle and the transport send to the Raft task.
 pub(crate) enum Input {
@@ -54,8 +76,9 @@ pub(crate) struct RaftNode {
     pub machine: StateMachine,
     pub shared: Arc<Shared>,
     pub transport: Arc<dyn Transport>,
-    /// Proposers waiting for their entry to be applied, by request id.
-    pub pending: HashMap<u64, Reply<Outcome>>,
+    /// Proposers waiting for their entry to be applied, by request id (ordered, so
+    /// failing them at shutdown wakes them in the same order on every run).
+    pub pending: BTreeMap<u64, Reply<Outcome>>,
     /// Proposals Raft dropped for want of a leader, to propose again.
     stalled: Vec<(u64, Vec<u8>, Reply<Outcome>)>,
     pub reads: Vec<ReadBatch>,
@@ -63,14 +86,24 @@ pub(crate) struct RaftNode {
     ticks: u64,
     heartbeat_ticks: u64,
     pub log_compaction_entries: u64,
+    /// The index the log is being compacted up to (a few entries per turn; see
+    /// `after_ready`); 0 before the first compaction.
+    pub compacting: u64,
     /// Where [`crate::disk::record_durable`] writes.
     pub data_dir: std::path::PathBuf,
     /// A failpoint fired: the task stops where it is, as a crashed process would.
     pub crashed: bool,
+    /// Members removed from the group (as applied here): a message from one is
+    /// answered with a notice that it was removed.
+    pub removed: BTreeSet<u64>,
+    /// This member learned it was removed: the task stops (cleanly) after this turn.
+    leaving: bool,
     /// Failpoints fire only once the node runs (not while `start` replays the log).
     running: bool,
     #[cfg(any(test, feature = "sim"))]
     failpoints: Option<Arc<crate::sim::Failpoints>>,
+    #[cfg(any(test, feature = "sim"))]
+    election_rng: Option<ElectionRng>,
 }
 
 impl RaftNode {
@@ -120,26 +153,36 @@ impl RaftNode {
         let raw = RawNode::new(&raft_config, storage, &raft_logger())
             .map_err(StoreError::raft("creating the raft node"))?;
         let alone = raw.raft.prs().conf().voters().ids().len() == 1;
+        let removed = crate::disk::load_removed(&shared.trees.meta)?;
         let mut node = RaftNode {
             raw,
             machine: StateMachine::new(shared.clone(), state)?,
             shared,
             transport,
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             stalled: Vec::new(),
             reads: Vec::new(),
-            // Random so ids of entries replayed from an earlier run, or proposed by
-            // another member, never match a proposer of this one.
-            next_id: RandomState::new().hash_one((std::process::id(), config.id)),
+            next_id: first_request_id(config),
             ticks: 0,
             heartbeat_ticks: config.heartbeat_ticks as u64,
             log_compaction_entries: config.log_compaction_entries,
+            compacting: 0,
             data_dir: config.data_dir.clone(),
             crashed: false,
+            removed: removed.into_iter().collect(),
+            leaving: false,
             running: false,
             #[cfg(any(test, feature = "sim"))]
             failpoints: config.failpoints.clone(),
+            #[cfg(any(test, feature = "sim"))]
+            election_rng: config.sim_seed.map(|seed| ElectionRng {
+                rng: crate::sim::Rng::new(seed ^ 0xe1ec_7100),
+                low: config.election_ticks as u64,
+                high: 2 * config.election_ticks as u64,
+                chosen_for: (u64::MAX, StateRole::Follower),
+            }),
         };
+        node.seed_election_timeout();
         if alone {
             // Alone, this member wins at once; waiting for an election timeout would
             // only delay the first write.
@@ -158,6 +201,22 @@ impl RaftNode {
         node.after_ready();
         node.running = true;
         Ok(node)
+    }
+
+    /// In the fault harness, replaces the election timeout raft-rs drew from the
+    /// thread's random generator (at each change of term or role, which is when it
+    /// draws) with one from the run's seed, so a seed replays. No-op elsewhere.
+    pub(crate) fn seed_election_timeout(&mut self) {
+        #[cfg(any(test, feature = "sim"))]
+        if let Some(election) = &mut self.election_rng {
+            let raft = &mut self.raw.raft;
+            let now = (raft.term, raft.state);
+            if election.chosen_for != now {
+                election.chosen_for = now;
+                let timeout = election.low + election.rng.below(election.high - election.low);
+                raft.set_randomized_election_timeout(timeout as usize);
+            }
+        }
     }
 
     /// True (and the task is then crashed) if the fault harness armed a crash at
@@ -186,7 +245,10 @@ impl RaftNode {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            // Biased: a fixed order of branches keeps runs of the fault harness
+            // replayable (the ticker is ready once per tick, so inputs never starve it).
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => break,
                 _ = ticker.tick() => self.tick(),
                 received = inputs.recv() => {
@@ -205,8 +267,14 @@ impl RaftNode {
                     }
                 }
             }
+            self.seed_election_timeout();
             while !self.crashed && self.raw.has_ready() {
                 self.handle_ready();
+            }
+            self.seed_election_timeout();
+            if self.leaving {
+                cancel.cancel();
+                break;
             }
             if self.crashed {
                 // Gone as a crashed process is: no flush, nothing more sent.
@@ -224,6 +292,16 @@ impl RaftNode {
             Input::Read(reply) => reads.push(reply),
             Input::Messages(messages) => {
                 for message in messages {
+                    if self.removed.contains(&message.from) {
+                        self.tell_removed(message.from);
+                        continue;
+                    }
+                    if message.get_msg_type() == MessageType::MsgUnreachable
+                        && message.get_context() == crate::disk::REMOVED_NOTICE
+                    {
+                        self.learn_removed(message.from);
+                        continue;
+                    }
                     if let Err(error) = self.raw.step(message) {
                         tracing::debug!(%error, "ignoring a raft message");
                     }
@@ -233,6 +311,43 @@ impl RaftNode {
             Input::TransferLeader(to) => self.raw.transfer_leader(to),
             Input::ChangeMembers(change, reply) => self.change_members(change, reply),
         }
+    }
+
+    /// Answers a message from a member removed from the group: it may have been down
+    /// when the removal was committed, and it would otherwise never hear of it (the
+    /// group sends it nothing) and go on campaigning and serving stale reads.
+    fn tell_removed(&mut self, to: u64) {
+        tracing::debug!(member = to, "telling a removed member it was removed");
+        let mut notice = Message::default();
+        notice.set_msg_type(MessageType::MsgUnreachable);
+        notice.from = self.raw.raft.id;
+        notice.to = to;
+        notice.context = crate::disk::REMOVED_NOTICE.to_vec().into();
+        self.transport.send(to, vec![notice]);
+    }
+
+    /// Another member says this one was removed from the group (only a member that
+    /// applied the committed removal says so, and ids are never given out again):
+    /// record it, so a restart refuses to serve, and stop.
+    fn learn_removed(&mut self, from: u64) {
+        let id = self.raw.raft.id;
+        tracing::warn!(
+            member = id,
+            told_by = from,
+            "this member was removed from the group while it was away; it stops serving"
+        );
+        let meta = &self.shared.trees.meta;
+        let recorded = meta
+            .insert(crate::disk::removed_key(id), &[])
+            .and_then(|_| meta.remove(crate::disk::member_key(id)));
+        if let Err(error) = recorded {
+            crate::disk::fatal("recording this member's removal", &error);
+        }
+        match crate::disk::load_members(meta) {
+            Ok(members) => self.shared.publish_members(members),
+            Err(error) => crate::disk::fatal("reading the member list", &error),
+        }
+        self.leaving = true;
     }
 
     fn tick(&mut self) {
@@ -359,7 +474,7 @@ impl RaftNode {
         }
         // These entries may still be in the log and be applied on the next open: to
         // their proposers the outcome is unknown, as after any lost connection.
-        for (_, reply) in self.pending.drain() {
+        for (_, reply) in std::mem::take(&mut self.pending) {
             let _ = reply.send(Err(StoreError::Stopped));
         }
         for (_, _, reply) in self.stalled.drain(..) {
@@ -373,11 +488,10 @@ impl RaftNode {
         if self.crashed {
             return;
         }
-        if let Err(error) = self.shared.trees.db.flush_async().await {
-            tracing::error!(%error, "flushing the store on shutdown failed");
-        } else {
-            self.record_durable();
-        }
+        // Blocking like every flush of this task (see `flush`): awaiting sled's
+        // flush on its own thread would let a paused clock jump meanwhile.
+        self.flush();
+        self.record_durable();
         tracing::info!(
             applied_index = self.machine.applied_index(),
             "raft task stopped"

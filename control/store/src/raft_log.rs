@@ -199,21 +199,34 @@ impl RaftLog {
         self.set_hard_state(hard_state)
     }
 
-    /// Drops the entries before `index`, which becomes the marker. The caller must have
-    /// flushed the applied state through `index` first: after this the log cannot
+    /// One step of compacting the log up to `index`: drops at most `limit` of the
+    /// lowest entries before `index`, and once none is left makes entry `index` the
+    /// (dataless) marker. Returns true when the log starts at `index`. The caller must
+    /// have flushed the applied state through `index` first: after this the log cannot
     /// replay those entries.
-    pub fn compact(&mut self, index: u64) -> Result<(), StoreError> {
-        let Some(entry) = self.entry(index)? else {
-            return Ok(());
-        };
+    ///
+    /// Between steps the lowest entry left serves as the marker (only its index and
+    /// term are read), so every step leaves a valid log and a crash between steps
+    /// leaves a longer one, compacted again later.
+    pub fn compact_step(&mut self, index: u64, limit: usize) -> Result<bool, StoreError> {
         let mut batch = Batch::default();
-        for key in self.log.range(..index_key(index)).keys() {
+        let mut dropped = 0;
+        for key in self.log.range(..index_key(index)).keys().take(limit) {
             batch.remove(key.map_err(StoreError::sled("listing compacted raft entries"))?);
+            dropped += 1;
         }
-        batch.insert(&index_key(index), encode(&marker(index, entry.term)));
+        let done = dropped < limit || self.log.range(..index_key(index)).nth(limit).is_none();
+        if done {
+            let Some(entry) = self.entry(index)? else {
+                // A snapshot moved the log past `index` meanwhile.
+                return Ok(true);
+            };
+            batch.insert(&index_key(index), encode(&marker(index, entry.term)));
+        }
         self.log
             .apply_batch(batch)
-            .map_err(StoreError::sled("compacting the raft log"))
+            .map_err(StoreError::sled("compacting the raft log"))?;
+        Ok(done)
     }
 
     /// Records what installing `snapshot` wrote to disk (see `snapshot::install`).

@@ -24,6 +24,9 @@ macro_rules! crash_at {
     }};
 }
 
+/// The most Raft log entries one turn of the Raft task drops when compacting.
+const COMPACTION_STEP: usize = 512;
+
 impl RaftNode {
     pub(crate) fn handle_ready(&mut self) {
         let mut ready = self.raw.ready();
@@ -39,6 +42,7 @@ impl RaftNode {
                 }
                 Err(error) => fatal("installing a raft snapshot", &error),
             }
+            self.reload_removed();
             tracing::info!(
                 index = ready.snapshot().get_metadata().index,
                 "installed a snapshot from the leader"
@@ -104,15 +108,30 @@ impl RaftNode {
         };
         self.shared.set_leader(leader);
 
-        let first = self.raw.raft.raft_log.first_index();
+        // Compaction drops at most COMPACTION_STEP entries per turn of the task, so
+        // dropping thousands never stalls the requests of one turn.
+        let first = self
+            .raw
+            .raft
+            .raft_log
+            .first_index()
+            .max(self.compacting + 1);
         if applied >= first + self.log_compaction_entries {
             // The applied state must be on disk before the log that rebuilds it goes.
             self.flush();
             self.record_durable();
-            if let Err(error) = self.raw.mut_store().compact(applied) {
-                fatal("compacting the raft log", &error);
+            self.compacting = applied;
+        }
+        if self.compacting >= self.raw.raft.raft_log.first_index() {
+            match self
+                .raw
+                .mut_store()
+                .compact_step(self.compacting, COMPACTION_STEP)
+            {
+                Ok(true) => tracing::debug!(through = self.compacting, "compacted the raft log"),
+                Ok(false) => {}
+                Err(error) => fatal("compacting the raft log", &error),
             }
-            tracing::debug!(through = applied, "compacted the raft log");
         }
     }
 
@@ -170,6 +189,7 @@ impl RaftNode {
                     voters = ?conf_state.voters,
                     "membership changed"
                 );
+                self.reload_removed();
                 let removed = !conf_state.voters.contains(&self.raw.raft.id);
                 self.raw.mut_store().set_conf_state(conf_state);
                 if removed && self.raw.raft.state == StateRole::Leader {
@@ -190,6 +210,14 @@ impl RaftNode {
             && let Some(reply) = self.pending.remove(&id)
         {
             let _ = reply.send(outcome);
+        }
+    }
+
+    /// Reads the removed members again after a membership change or a snapshot.
+    fn reload_removed(&mut self) {
+        match crate::disk::load_removed(&self.shared.trees.meta) {
+            Ok(removed) => self.removed = removed.into_iter().collect(),
+            Err(error) => fatal("reading the removed members", &error),
         }
     }
 
@@ -218,7 +246,7 @@ impl RaftNode {
     /// One fsync of everything written so far. Blocking on purpose: nothing in this
     /// task may run before the write is durable, and in a paused-clock test an `.await`
     /// here would let simulated time jump while the disk works.
-    fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let db = &self.shared.trees.db;
         let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {

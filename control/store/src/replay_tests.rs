@@ -20,7 +20,7 @@ async fn lost_applied_state_is_rebuilt_from_the_log() {
 
     {
         let trees = Trees::open(dir.path()).unwrap();
-        for tree in [&trees.kv, &trees.events, &trees.meta] {
+        for tree in [&trees.kv, &trees.events, &trees.meta, &trees.requests] {
             tree.clear().unwrap();
         }
         trees.db.flush().unwrap();

@@ -13,9 +13,19 @@ use crate::StoreError;
 use crate::apply::AppliedState;
 use crate::codec::{self, Records, SnapshotData};
 use crate::disk::{
-    APPLIED_INDEX, COMPACTED, CONF_STATE, HARD_STATE, MEMBER_PREFIX, REVISION, Trees,
+    APPLIED_INDEX, COMPACTED, CONF_STATE, HARD_STATE, MEMBER_PREFIX, REMOVED_PREFIX, REVISION,
+    Trees,
 };
 use crate::raft_log::{encode, index_key, marker};
+
+fn prefixed(tree: &sled::Tree, prefix: &[u8]) -> Result<Records, StoreError> {
+    tree.scan_prefix(prefix)
+        .map(|item| {
+            let (key, value) = item.map_err(StoreError::sled("reading members for a snapshot"))?;
+            Ok((key.to_vec(), value.to_vec()))
+        })
+        .collect()
+}
 
 fn records(tree: &sled::Tree) -> Result<Records, StoreError> {
     tree.iter()
@@ -35,15 +45,9 @@ pub(crate) fn build(trees: &Trees) -> Result<Snapshot, StoreError> {
         compacted: state.compacted,
         kv: records(&trees.kv)?,
         events: records(&trees.events)?,
-        members: trees
-            .meta
-            .scan_prefix(MEMBER_PREFIX)
-            .map(|item| {
-                let (key, value) =
-                    item.map_err(StoreError::sled("reading members for a snapshot"))?;
-                Ok((key.to_vec(), value.to_vec()))
-            })
-            .collect::<Result<_, StoreError>>()?,
+        members: prefixed(&trees.meta, MEMBER_PREFIX)?,
+        requests: records(&trees.requests)?,
+        removed: prefixed(&trees.meta, REMOVED_PREFIX)?,
     };
     let mut snapshot = Snapshot::default();
     snapshot.set_data(codec::encode_snapshot(&data).into());
@@ -77,15 +81,15 @@ pub(crate) fn install(
             .collect::<Result<_, _>>()
             .map_err(StoreError::sled("listing state replaced by a snapshot"))
     };
-    let (old_kv, old_events, old_log) = (
+    let (old_kv, old_events, old_log, old_requests) = (
         keys(&trees.kv)?,
         keys(&trees.events)?,
         keys(&trees.raft_log)?,
+        keys(&trees.requests)?,
     );
-    let old_members: Vec<sled::IVec> = trees
-        .meta
-        .scan_prefix(MEMBER_PREFIX)
-        .keys()
+    let old_members: Vec<sled::IVec> = [MEMBER_PREFIX, REMOVED_PREFIX]
+        .iter()
+        .flat_map(|prefix| trees.meta.scan_prefix(prefix).keys())
         .collect::<Result<_, _>>()
         .map_err(StoreError::sled("listing members replaced by a snapshot"))?;
     let trees_in_txn = [
@@ -94,10 +98,12 @@ pub(crate) fn install(
         &trees.meta,
         &trees.raft_log,
         &trees.raft_state,
+        &trees.requests,
     ];
     trees_in_txn
         .transaction(|t| {
-            let (kv, events, meta, log, raft_state) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
+            let (kv, events, meta, log, raft_state, requests) =
+                (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
             for key in &old_kv {
                 kv.remove(key)?;
             }
@@ -106,6 +112,12 @@ pub(crate) fn install(
             }
             for key in &old_log {
                 log.remove(key)?;
+            }
+            for key in &old_requests {
+                requests.remove(key)?;
+            }
+            for (key, value) in &data.requests {
+                requests.insert(key.as_slice(), value.as_slice())?;
             }
             for (key, value) in &data.kv {
                 kv.insert(key.as_slice(), value.as_slice())?;
@@ -116,7 +128,7 @@ pub(crate) fn install(
             for key in &old_members {
                 meta.remove(key)?;
             }
-            for (key, value) in &data.members {
+            for (key, value) in data.members.iter().chain(&data.removed) {
                 meta.insert(key.as_slice(), value.as_slice())?;
             }
             meta.insert(APPLIED_INDEX, &state.index.to_be_bytes())?;

@@ -84,6 +84,13 @@ impl Store {
         let trees = Trees::open(&config.data_dir)?;
         disk::check_durable(&trees, &config.data_dir)?;
         disk::bootstrap(&trees, &config)?;
+        if disk::load_removed(&trees.meta)?.contains(&config.id) {
+            return Err(StoreError::Membership(format!(
+                "member {} was removed from its group and cannot serve again; to rejoin, \
+                 start it with a new data directory and join the group as a new member",
+                config.id
+            )));
+        }
         let state = AppliedState::load(&trees.meta)?;
         let members = disk::load_members(&trees.meta)?;
         let shared = Arc::new(Shared::new(trees, state.revision, state.compacted, members));
@@ -178,6 +185,12 @@ impl Store {
         self.inner.shared.members().borrow().clone()
     }
 
+    /// The ids of members removed from the group (as applied here); they are never
+    /// given to a new member.
+    pub fn removed_members(&self) -> Result<Vec<u64>, StoreError> {
+        disk::load_removed(&self.inner.shared.trees.meta)
+    }
+
     /// [`Store::members`], changing as membership changes are applied.
     pub fn watch_members(&self) -> tokio::sync::watch::Receiver<Vec<Member>> {
         self.inner.shared.members()
@@ -193,6 +206,12 @@ impl Store {
         if self.members().iter().any(|m| m.id == member.id) {
             return Err(StoreError::Membership(format!(
                 "member {} is already in the group",
+                member.id
+            )));
+        }
+        if self.removed_members()?.contains(&member.id) {
+            return Err(StoreError::Membership(format!(
+                "member id {} belonged to a removed member; ids are not given out again",
                 member.id
             )));
         }

@@ -25,6 +25,15 @@ use crate::runtime::{Backoff, Expectations, drive, key_of};
 use crate::{Error, owned};
 
 const RESYNC: Duration = Duration::from_secs(300);
+const COMPONENT: &str = "cronjob-controller";
+
+/// The CronJob controller's words about Jobs.
+const JOB_WORDS: owned::Words = owned::Words {
+    created: |_, job| format!("Created job {job}"),
+    create_failed: |_, _, why| format!("Error creating job: {why}"),
+    deleted: |_, job| format!("Deleted job {job}"),
+    delete_failed: |_, job, why| format!("Error deleting job {job}: {why}"),
+};
 
 struct Context {
     client: kube::Client,
@@ -85,9 +94,9 @@ async fn execute(
     context: &Context,
     key: &str,
 ) -> Result<(), Error> {
-    let namespace = cronjob.metadata.namespace.clone().unwrap_or_default();
     for job in &plan.delete {
-        owned::delete::<Job>(&context.client, &namespace, job).await?;
+        owned::delete_recorded::<_, Job>(&context.client, COMPONENT, cronjob, job, &JOB_WORDS)
+            .await?;
     }
     context.expectations.expect(
         key,
@@ -97,7 +106,8 @@ async fn execute(
     if let Some((name, scheduled)) = &plan.create {
         tracing::info!(job = %name, %scheduled, "starting scheduled job");
         // A Job of that name means this time already ran.
-        owned::create(&context.client, &job_for(cronjob, name, scheduled), true).await?;
+        let job = job_for(cronjob, name, scheduled);
+        owned::create_recorded(&context.client, COMPONENT, cronjob, &job, true, &JOB_WORDS).await?;
     }
     owned::patch_status(
         &context.client,
@@ -105,7 +115,11 @@ async fn execute(
         cronjob.status.as_ref(),
         &plan.status,
     )
-    .await
+    .await?;
+    // After the status that drops finished Jobs from `active`, so a retried
+    // reconcile does not see them again.
+    crate::events::notes(&context.client, COMPONENT, cronjob, &plan.events).await;
+    Ok(())
 }
 
 /// The Job for one scheduled time, from the CronJob's `jobTemplate`.

@@ -9,6 +9,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use skiff_cron::Schedule;
 
+use crate::events::Note;
+
 pub const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Missed times a CronJob looks back over before giving up on catching up
 /// (Kubernetes gives up at 100 and starts only the latest).
@@ -25,6 +27,10 @@ pub struct Plan {
     pub status: CronJobStatus,
     /// The next scheduled time, to look again then.
     pub requeue_after: Option<Duration>,
+    /// Events about the CronJob: `SawCompletedJob` for each Job that left
+    /// `status.active` finished, `JobAlreadyActive` when `Forbid` holds a
+    /// start back.
+    pub events: Vec<Note>,
 }
 
 /// Plan the CronJob given the Jobs it controls.
@@ -43,6 +49,27 @@ pub fn plan(cronjob: &CronJob, jobs: &[Arc<Job>], now: jiff::Timestamp) -> Plan 
         .filter(|j| finish(j) == Some(true))
         .filter_map(|j| j.status.as_ref()?.completion_time.clone())
         .max_by_key(|t| t.0);
+    for job in &finished {
+        let was_active = previous
+            .active
+            .iter()
+            .flatten()
+            .any(|r| r.uid.is_some() && r.uid == job.metadata.uid);
+        if was_active {
+            let condition = if finish(job) == Some(true) {
+                "Complete"
+            } else {
+                "Failed"
+            };
+            plan.events.push(Note::normal(
+                "SawCompletedJob",
+                format!(
+                    "Saw completed job: {}, condition: {condition}",
+                    job.metadata.name.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
     let mut status = CronJobStatus {
         active: None,
         last_schedule_time: previous.last_schedule_time.clone(),
@@ -107,6 +134,10 @@ pub fn plan(cronjob: &CronJob, jobs: &[Arc<Job>], now: jiff::Timestamp) -> Plan 
             status.last_schedule_time = Some(Time(scheduled.timestamp()));
         } else if policy == "Forbid" && !active.is_empty() {
             tracing::debug!(job = %job_name, "skipping: the previous run is still active");
+            plan.events.push(Note::normal(
+                "JobAlreadyActive",
+                "Not starting job because prior execution is running and concurrency policy is Forbid",
+            ));
         } else {
             if policy == "Replace" {
                 plan.delete

@@ -166,3 +166,57 @@ fn schedules_in_the_time_zone() {
         at("2026-01-02T00:00:00Z")
     );
 }
+
+#[test]
+fn events_for_jobs_seen_finished_and_starts_held_back() {
+    use crate::events::Note;
+    let active = json!({"lastScheduleTime": "2026-01-01T00:05:00Z", "active": [
+        {"kind": "Job", "name": "tick-a", "namespace": "default", "uid": "tick-a-uid"},
+        {"kind": "Job", "name": "tick-b", "namespace": "default", "uid": "tick-b-uid"}]});
+    let jobs = vec![
+        job("tick-a", "2026-01-01T00:05:00Z", Some(true)),
+        job("tick-b", "2026-01-01T00:05:00Z", Some(false)),
+        job("tick-c", "2026-01-01T00:00:00Z", Some(true)),
+    ];
+    let seen = plan(
+        &cronjob(json!({}), active),
+        &jobs,
+        at("2026-01-01T00:06:00Z"),
+    );
+    assert_eq!(
+        seen.events,
+        vec![
+            Note::normal(
+                "SawCompletedJob",
+                "Saw completed job: tick-a, condition: Complete"
+            ),
+            Note::normal(
+                "SawCompletedJob",
+                "Saw completed job: tick-b, condition: Failed"
+            ),
+        ],
+        "tick-c was not active, so it was seen before"
+    );
+    let status = serde_json::to_value(&seen.status).unwrap();
+    let later = plan(
+        &cronjob(json!({}), status),
+        &jobs,
+        at("2026-01-01T00:06:30Z"),
+    );
+    assert!(later.events.is_empty(), "{:?}", later.events);
+
+    let status = json!({"lastScheduleTime": "2026-01-01T00:05:00Z"});
+    let running = vec![job("tick-old", "2026-01-01T00:05:00Z", None)];
+    let forbid = plan(
+        &cronjob(json!({"concurrencyPolicy": "Forbid"}), status),
+        &running,
+        at("2026-01-01T00:10:05Z"),
+    );
+    assert_eq!(
+        forbid.events,
+        vec![Note::normal(
+            "JobAlreadyActive",
+            "Not starting job because prior execution is running and concurrency policy is Forbid"
+        )]
+    );
+}

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use plan::{Plan, default_tolerations, plan, should_run};
 
 use crate::runtime::{Backoff, Expectations, drive, key_of};
-use crate::{Error, history, names, owned};
+use crate::{Error, events, history, names, owned};
 
 const RESYNC: Duration = Duration::from_secs(300);
 
@@ -121,6 +121,8 @@ async fn reconcile(ds: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, 
     Ok(Action::requeue(plan.requeue_after.unwrap_or(RESYNC)))
 }
 
+const COMPONENT: &str = "daemonset-controller";
+
 async fn execute(
     ds: &DaemonSet,
     plan: &Plan,
@@ -143,10 +145,20 @@ async fn execute(
         .expectations
         .expect(key, created, plan.delete.clone());
     for pod in &pods {
-        owned::create(&context.client, pod, false).await?;
+        owned::create_recorded(
+            &context.client,
+            COMPONENT,
+            ds,
+            pod,
+            false,
+            &owned::POD_WORDS,
+        )
+        .await?;
     }
+    events::notes(&context.client, COMPONENT, ds, &plan.events).await;
     for pod in &plan.delete {
-        owned::delete::<Pod>(&context.client, &namespace, pod).await?;
+        owned::delete_recorded::<_, Pod>(&context.client, COMPONENT, ds, pod, &owned::POD_WORDS)
+            .await?;
     }
     owned::patch_status(&context.client, ds, ds.status.as_ref(), &plan.status).await
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::events::Note;
 use crate::history;
 use crate::pods::{is_active, is_available, is_ready, tolerates};
 
@@ -23,6 +24,8 @@ pub struct Plan {
     pub status: DaemonSetStatus,
     /// When a ready pod turns available (minReadySeconds).
     pub requeue_after: Option<Duration>,
+    /// `FailedDaemonPod` for each failed pod it replaces.
+    pub events: Vec<Note>,
 }
 
 /// The tolerations every daemon pod gets, as Kubernetes adds them: daemons
@@ -64,6 +67,15 @@ pub fn plan(
         {
             // A failed daemon pod is replaced.
             plan.delete.push(name(pod));
+            plan.events.push(Note::warning(
+                "FailedDaemonPod",
+                format!(
+                    "Found failed daemon pod {}/{} on node {}, will try to kill it",
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    name(pod),
+                    node_of(pod)
+                ),
+            ));
             continue;
         }
         if !is_active(pod) {

@@ -111,6 +111,13 @@ fn duplicates_and_failed_pods_go() {
         plan.create.is_empty(),
         "n2's replacement waits for the failed pod to go"
     );
+    assert_eq!(
+        plan.events,
+        vec![crate::events::Note::warning(
+            "FailedDaemonPod",
+            "Found failed daemon pod kube-system/dead on node n2, will try to kill it"
+        )]
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ use crate::runtime::{Backoff, Expectations, drive, key_of};
 use crate::{Error, names, owned};
 
 const RESYNC: Duration = Duration::from_secs(300);
+const COMPONENT: &str = "job-controller";
 
 struct Context {
     client: kube::Client,
@@ -84,7 +85,9 @@ async fn execute(job: &Job, plan: &Plan, context: &Context, key: &str) -> Result
     let name = job.metadata.name.clone().unwrap_or_default();
     if plan.delete_job {
         tracing::info!("deleting finished job (ttlSecondsAfterFinished)");
-        return owned::delete::<Job>(&context.client, &namespace, &name).await;
+        return owned::delete::<Job>(&context.client, &namespace, &name)
+            .await
+            .map(drop);
     }
     let pods: Vec<Pod> = plan
         .create
@@ -99,12 +102,25 @@ async fn execute(job: &Job, plan: &Plan, context: &Context, key: &str) -> Result
         .expectations
         .expect(key, created, plan.delete.clone());
     for pod in &pods {
-        owned::create(&context.client, pod, false).await?;
+        owned::create_recorded(
+            &context.client,
+            COMPONENT,
+            job,
+            pod,
+            false,
+            &owned::POD_WORDS,
+        )
+        .await?;
     }
     for pod in &plan.delete {
-        owned::delete::<Pod>(&context.client, &namespace, pod).await?;
+        owned::delete_recorded::<_, Pod>(&context.client, COMPONENT, job, pod, &owned::POD_WORDS)
+            .await?;
     }
-    owned::patch_status(&context.client, job, job.status.as_ref(), &plan.status).await
+    owned::patch_status(&context.client, job, job.status.as_ref(), &plan.status).await?;
+    // Once the status that says so is written, so a retried reconcile does
+    // not record the same end twice.
+    crate::events::notes(&context.client, COMPONENT, job, &plan.events).await;
+    Ok(())
 }
 
 /// A pod for the Job (for the given completion index of an Indexed Job).

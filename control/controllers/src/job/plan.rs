@@ -8,6 +8,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTermina
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use crate::events::Note;
 use crate::pods::{is_active, is_ready};
 
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -27,6 +28,9 @@ pub struct Plan {
     pub delete_job: bool,
     /// When to look again (back-off, deadline, TTL).
     pub requeue_after: Option<Duration>,
+    /// Events about the Job: its end (`Completed`, or the failure's reason),
+    /// `Suspended`, `Resumed`.
+    pub events: Vec<Note>,
 }
 
 /// How a Job ended.
@@ -38,6 +42,50 @@ enum Outcome {
 
 /// Plan the Job given the pods it controls.
 pub fn plan(job: &Job, pods: &[Arc<Pod>], now: jiff::Timestamp) -> Plan {
+    let mut plan = plan_writes(job, pods, now);
+    let previous = job.status.clone().unwrap_or_default();
+    plan.events = transitions(&previous, &plan.status);
+    plan
+}
+
+/// The Events the job controller records when the Job's conditions turn:
+/// `Completed`, `BackoffLimitExceeded` / `DeadlineExceeded` (the Failed
+/// condition's reason and message), `Suspended`, `Resumed`.
+fn transitions(previous: &JobStatus, next: &JobStatus) -> Vec<Note> {
+    let turned = |type_: &str, value: &str| {
+        !condition_is(previous, type_, value) && condition_is(next, type_, value)
+    };
+    let mut notes = Vec::new();
+    if turned("Complete", "True") {
+        notes.push(Note::normal("Completed", "Job completed"));
+    }
+    if turned("Failed", "True")
+        && let Some(failed) = next
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Failed")
+    {
+        let reason = match failed.reason.as_deref() {
+            Some("BackoffLimitExceeded") => "BackoffLimitExceeded",
+            Some("DeadlineExceeded") => "DeadlineExceeded",
+            _ => "Failed",
+        };
+        notes.push(Note::warning(
+            reason,
+            failed.message.clone().unwrap_or_default(),
+        ));
+    }
+    if turned("Suspended", "True") {
+        notes.push(Note::normal("Suspended", "Job suspended"));
+    }
+    if condition_is(previous, "Suspended", "True") && turned("Suspended", "False") {
+        notes.push(Note::normal("Resumed", "Job resumed"));
+    }
+    notes
+}
+
+fn plan_writes(job: &Job, pods: &[Arc<Pod>], now: jiff::Timestamp) -> Plan {
     let spec = job.spec.clone().unwrap_or_default();
     let previous = job.status.clone().unwrap_or_default();
     let indexed = spec.completion_mode.as_deref() == Some("Indexed");

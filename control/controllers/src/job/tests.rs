@@ -242,3 +242,71 @@ fn finished_jobs_are_deleted_after_their_ttl() {
     let kept = plan(&job(json!({}), status), &[], now());
     assert!(!kept.delete_job && kept.create.is_empty());
 }
+
+#[test]
+fn events_mark_the_end_and_suspension_once() {
+    use crate::events::Note;
+    let reasons = |p: &super::Plan| p.events.iter().map(|n| n.reason).collect::<Vec<_>>();
+    // Complete: recorded when the Complete condition is first set.
+    let j = job(json!({"completions": 1}), json!({}));
+    let done = plan(
+        &j,
+        &[pod("a", "Succeeded", None, "2026-01-01T00:01:00Z")],
+        now(),
+    );
+    assert_eq!(
+        done.events,
+        vec![Note::normal("Completed", "Job completed")]
+    );
+    let status = serde_json::to_value(&done.status).unwrap();
+    let again = plan(
+        &job(json!({"completions": 1}), status),
+        &[pod("a", "Succeeded", None, "2026-01-01T00:01:00Z")],
+        now(),
+    );
+    assert!(again.events.is_empty(), "{:?}", again.events);
+
+    // Failure: the Failed condition's reason and message, as a Warning.
+    let j = job(
+        json!({"backoffLimit": 0}),
+        json!({"startTime": "2026-01-01T00:00:00Z"}),
+    );
+    let failed = plan(
+        &j,
+        &[pod("a", "Failed", None, "2026-01-01T00:09:00Z")],
+        now(),
+    );
+    assert_eq!(
+        failed.events,
+        vec![Note::warning(
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit"
+        )]
+    );
+    let j = job(
+        json!({"activeDeadlineSeconds": 60}),
+        json!({"startTime": "2026-01-01T00:00:00Z"}),
+    );
+    let stopping = plan(
+        &j,
+        &[pod("a", "Running", None, "2026-01-01T00:00:01Z")],
+        now(),
+    );
+    assert!(stopping.events.is_empty(), "not while its pods still run");
+    assert_eq!(reasons(&plan(&j, &[], now())), ["DeadlineExceeded"]);
+
+    // Suspend, then resume.
+    let j = job(json!({"suspend": true}), json!({}));
+    let suspended = plan(&j, &[], now());
+    assert_eq!(reasons(&suspended), ["Suspended"]);
+    let status = serde_json::to_value(&suspended.status).unwrap();
+    assert!(
+        plan(&job(json!({"suspend": true}), status.clone()), &[], now())
+            .events
+            .is_empty()
+    );
+    assert_eq!(
+        reasons(&plan(&job(json!({}), status), &[], now())),
+        ["Resumed"]
+    );
+}

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use plan::{Plan, ordinal_of, plan};
 
 use crate::runtime::{Backoff, Expectations, drive, key_of};
-use crate::{Error, daemonset, history, owned};
+use crate::{Error, daemonset, events, history, owned};
 
 const RESYNC: Duration = Duration::from_secs(300);
 pub const POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
@@ -102,6 +102,20 @@ async fn reconcile(sts: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
     Ok(Action::requeue(plan.requeue_after.unwrap_or(RESYNC)))
 }
 
+const COMPONENT: &str = "statefulset-controller";
+
+/// The StatefulSet controller's words about its pods.
+const POD_WORDS: owned::Words = owned::Words {
+    created: |set, pod| format!("create Pod {pod} in StatefulSet {set} successful"),
+    create_failed: |set, pod, why| {
+        format!("create Pod {pod} in StatefulSet {set} failed error: {why}")
+    },
+    deleted: |set, pod| format!("delete Pod {pod} in StatefulSet {set} successful"),
+    delete_failed: |set, pod, why| {
+        format!("delete Pod {pod} in StatefulSet {set} failed error: {why}")
+    },
+};
+
 async fn execute(
     sts: &StatefulSet,
     plan: &Plan,
@@ -123,14 +137,41 @@ async fn execute(
     context
         .expectations
         .expect(key, created, plan.delete.clone());
+    let set = sts.metadata.name.clone().unwrap_or_default();
     for (ordinal, pod) in plan.create.iter().zip(&pods) {
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
         for claim in claims(sts, *ordinal) {
-            owned::create(&context.client, &claim, true).await?;
+            let claim_name = claim.metadata.name.clone().unwrap_or_default();
+            match owned::create(&context.client, &claim, true).await {
+                Ok(true) => {
+                    let message = format!(
+                        "create Claim {claim_name} Pod {pod_name} in StatefulSet {set} success"
+                    );
+                    events::normal(
+                        &context.client,
+                        COMPONENT,
+                        sts,
+                        "SuccessfulCreate",
+                        &message,
+                    )
+                    .await;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    let message = format!(
+                        "create Claim {claim_name} for Pod {pod_name} in StatefulSet {set} failed error: {}",
+                        events::failure_text(&error)
+                    );
+                    events::warning(&context.client, COMPONENT, sts, "FailedCreate", &message)
+                        .await;
+                    return Err(error);
+                }
+            }
         }
-        owned::create(&context.client, pod, true).await?;
+        owned::create_recorded(&context.client, COMPONENT, sts, pod, true, &POD_WORDS).await?;
     }
     for pod in &plan.delete {
-        owned::delete::<Pod>(&context.client, &namespace, pod).await?;
+        owned::delete_recorded::<_, Pod>(&context.client, COMPONENT, sts, pod, &POD_WORDS).await?;
     }
     owned::patch_status(&context.client, sts, sts.status.as_ref(), &plan.status).await
 }

@@ -18,6 +18,10 @@ pub struct Cluster {
     /// member list and wait for the leader's snapshot.
     joined: Vec<u64>,
     base: StoreConfig,
+    seed: u64,
+    /// How many times each member has been started: each start gets its own seed
+    /// (request ids must not repeat those of an earlier run of the member).
+    starts: std::sync::Mutex<HashMap<u64, u64>>,
 }
 
 fn data_dir() -> Result<tempfile::TempDir, StoreError> {
@@ -51,6 +55,8 @@ impl Cluster {
             dirs,
             joined: Vec::new(),
             base,
+            seed,
+            starts: Default::default(),
         };
         for id in cluster.ids.clone() {
             cluster.restart(id).await?;
@@ -129,9 +135,20 @@ impl Cluster {
         // Crashed by a failpoint: still attached, its task gone.
         self.crash(id).await;
         let mut attempts = 0;
+        let start = {
+            let mut starts = self.starts.lock().unwrap_or_else(|e| e.into_inner());
+            let count = starts.entry(id).or_default();
+            *count += 1;
+            *count
+        };
+        let mut mix = super::Rng::new(self.seed ^ (id << 32) ^ start);
+        let config = StoreConfig {
+            sim_seed: Some(mix.next_u64()),
+            ..self.config(id)
+        };
         loop {
             let transport = self.network.transport(id);
-            match Store::open_member(self.config(id), transport).await {
+            match Store::open_member(config.clone(), transport).await {
                 Ok(store) => {
                     self.network.attach(store);
                     return Ok(());

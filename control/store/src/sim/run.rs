@@ -27,6 +27,25 @@ pub struct SeedReport {
     /// Crashes at failpoints inside disk-write steps.
     pub failpoint_crashes: usize,
     pub details: Vec<String>,
+    /// Every operation of the run, and the nemesis's actions as `(logical time, what)`
+    /// on the same clock, for explaining a violation.
+    pub history: Vec<Operation>,
+    pub nemesis: Vec<(u64, String)>,
+}
+
+impl SeedReport {
+    /// A digest of the run's history and nemesis actions: equal on two runs of a seed
+    /// when the seed replays.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        for op in &self.history {
+            (&op.key, format!("{:?}", op.kind), op.call, op.ret).hash(&mut hasher);
+        }
+        self.nemesis.hash(&mut hasher);
+        (self.failpoint_crashes, self.violations, self.lost_writes).hash(&mut hasher);
+        hasher.finish()
+    }
 }
 
 /// Runs `run_seed` on a fresh current-thread runtime with a paused clock.
@@ -84,7 +103,13 @@ pub async fn run_seed(seed: u64) -> SeedReport {
             }
         }));
     }
-    let nemesis = tokio::spawn(nemesis(cluster.clone(), Rng::new(rng.next_u64())));
+    let actions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let nemesis = tokio::spawn(nemesis(
+        cluster.clone(),
+        Rng::new(rng.next_u64()),
+        history.clone(),
+        actions.clone(),
+    ));
     for client in clients {
         let _ = client.await;
     }
@@ -106,6 +131,8 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     for key in &verdict.violations {
         report.details.push(format!("no linearization for {key}"));
     }
+    report.history = operations;
+    report.nemesis = std::mem::take(&mut *actions.lock().unwrap_or_else(|e| e.into_inner()));
     cluster.shutdown().await;
     report
 }
@@ -186,11 +213,28 @@ fn parse(bytes: &[u8]) -> Value {
         .unwrap_or(u64::MAX)
 }
 
-async fn nemesis(cluster: Arc<Cluster>, mut rng: Rng) {
+async fn nemesis(
+    cluster: Arc<Cluster>,
+    mut rng: Rng,
+    history: Arc<History>,
+    actions: Arc<std::sync::Mutex<Vec<(u64, String)>>>,
+) {
     let ids = cluster.ids.clone();
     let minority = (ids.len() - 1) / 2;
+    let note = |what: String| {
+        actions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((history.now(), what));
+    };
     loop {
         tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
+        let leaders: Vec<(u64, Option<u64>)> = cluster
+            .running()
+            .into_iter()
+            .map(|id| (id, cluster.store(id).and_then(|s| s.leader())))
+            .collect();
+        note(format!("members up and the leader each knows: {leaders:?}"));
         match rng.below(6) {
             0 => {
                 let size = 1 + rng.below(ids.len() as u64 - 1) as usize;
@@ -199,23 +243,32 @@ async fn nemesis(cluster: Arc<Cluster>, mut rng: Rng) {
                     side.remove(rng.below(side.len() as u64) as usize);
                 }
                 cluster.network.partition(&side, &ids);
+                note(format!("partition {side:?} from the rest"));
             }
-            1 => cluster.network.heal(),
+            1 => {
+                cluster.network.heal();
+                note("heal".into());
+            }
             2 => {
                 let down = ids.len() - cluster.running().len();
                 if down < minority.max(1) {
                     let id = *rng.pick(&ids);
                     if rng.chance(0.5) {
+                        note(format!("crash {id}"));
                         cluster.crash(id).await;
                     } else {
                         // Crash inside a disk-write step, a few hits from now.
                         let point = *rng.pick(&FailPoint::ALL);
-                        cluster.failpoints[&id].arm(point, 1 + rng.below(4));
+                        let after = 1 + rng.below(4);
+                        note(format!("arm {point:?} on {id} after {after} hits"));
+                        cluster.failpoints[&id].arm(point, after);
                     }
                 }
             }
             3 | 4 => {
-                let _ = cluster.restart(*rng.pick(&ids)).await;
+                let id = *rng.pick(&ids);
+                let result = cluster.restart(id).await;
+                note(format!("restart {id}: {result:?}"));
             }
             _ => {
                 let running = cluster.running();
@@ -224,7 +277,9 @@ async fn nemesis(cluster: Arc<Cluster>, mut rng: Rng) {
                     .filter_map(|id| cluster.store(*id))
                     .find(|s| s.leader() == Some(s.id()))
                 {
-                    let _ = leader.transfer_leader(*rng.pick(&ids)).await;
+                    let to = *rng.pick(&ids);
+                    note(format!("transfer leadership from {} to {to}", leader.id()));
+                    let _ = leader.transfer_leader(to).await;
                 }
             }
         }

@@ -155,6 +155,49 @@ mod cluster {
         cluster.shutdown().await;
     }
 
+    /// Seed 249 of the fault seeds: a follower's forwarded proposal (`MsgPropose`) that
+    /// the network delivered twice was appended twice by the leader and applied twice,
+    /// so one acknowledged write took effect again later, over a write acknowledged in
+    /// between. Each write must take effect once, however often it arrives.
+    #[tokio::test(start_paused = true)]
+    async fn a_proposal_the_network_delivers_twice_is_applied_once() {
+        let every_batch_twice = Faults {
+            drop: 0.0,
+            duplicate: 1.0,
+            max_delay: Duration::from_millis(30),
+        };
+        let cluster = Cluster::start(3, 17, every_batch_twice, config(1000))
+            .await
+            .unwrap();
+        let first = cluster.store(1).unwrap();
+        put(&first, "/d/warm-up", "0").await;
+        let leader = first.leader().unwrap();
+        let follower = cluster
+            .ids
+            .iter()
+            .copied()
+            .find(|id| *id != leader)
+            .unwrap();
+        let (leader, follower) = (
+            cluster.store(leader).unwrap(),
+            cluster.store(follower).unwrap(),
+        );
+        let start = leader.revision();
+        for i in 0..5 {
+            put(&follower, "/d/k", &format!("from the follower {i}")).await;
+            put(&leader, "/d/k", &format!("from the leader {i}")).await;
+        }
+        // Long enough for every late copy to arrive and be committed.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for store in [&leader, &follower] {
+            let kv = store.get("/d/k").await.unwrap().unwrap();
+            assert_eq!(kv.value, b"from the leader 4", "member {}", store.id());
+            assert_eq!(kv.version, 10, "member {}: puts counted", store.id());
+            assert_eq!(store.revision(), start + 10, "member {}", store.id());
+        }
+        cluster.shutdown().await;
+    }
+
     #[tokio::test]
     async fn open_refuses_other_members_without_a_transport() {
         let dir = tempfile::tempdir().unwrap();
@@ -307,6 +350,57 @@ mod membership {
             })
             .await;
         }
+        cluster.shutdown().await;
+    }
+
+    /// A member removed while it was down hears of it when it comes back (the group
+    /// answers its first message with a notice) and stops serving; its data directory
+    /// refuses to serve again, and its id is never given out again.
+    #[tokio::test(start_paused = true)]
+    async fn a_member_removed_while_down_stops_when_it_comes_back() {
+        let cluster = Cluster::start(3, 21, Faults::none(), config())
+            .await
+            .unwrap();
+        let first = cluster.store(1).unwrap();
+        put(&first, "/m/a", "1").await;
+        let leader = first.leader().unwrap();
+        drop(first);
+        let away = cluster
+            .ids
+            .iter()
+            .copied()
+            .find(|id| *id != leader)
+            .unwrap();
+        cluster.crash(away).await;
+        let leading = cluster.store(leader).unwrap();
+        change(
+            &leading,
+            |m| !m.iter().any(|m| m.id == away),
+            async || leading.remove_member(away).await,
+        )
+        .await;
+        assert_eq!(leading.removed_members().unwrap(), vec![away]);
+
+        cluster.restart(away).await.unwrap();
+        let back = cluster.store(away).unwrap();
+        wait_until("the removed member to stop", async || back.is_stopped()).await;
+        assert!(
+            !back.members().iter().any(|m| m.id == away),
+            "{:?}",
+            back.members()
+        );
+        assert!(matches!(back.get("/m/a").await, Err(StoreError::Stopped)));
+        drop(back);
+        let refused = cluster.restart(away).await.unwrap_err().to_string();
+        assert!(refused.contains("was removed from its group"), "{refused}");
+
+        put(&leading, "/m/b", "2").await;
+        let reused = leading.add_member(member(away)).await.unwrap_err();
+        assert!(
+            reused.to_string().contains("not given out again"),
+            "{reused}"
+        );
+        drop(leading);
         cluster.shutdown().await;
     }
 
