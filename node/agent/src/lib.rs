@@ -60,7 +60,6 @@ pub mod logs;
 pub mod node;
 pub mod pod;
 pub mod ports;
-pub mod quantity;
 pub mod running;
 pub mod sources;
 #[cfg(test)]
