@@ -4,29 +4,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use common::{Cluster, build_guests, manifest, repo_root};
 
-/// A minimal HTTP GET, as HTTP/1.0 so the body is never chunked: status code and body.
+/// `GET path` from the server at `addr`, with `addr` as the Host header.
 fn get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("response without a header end")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status code")?
-        .parse()?;
-    Ok((status, body.to_string()))
+    let addr = addr.to_string();
+    common::http::get(&addr, &addr, path)
 }
 
 fn free_port() -> Result<u16> {

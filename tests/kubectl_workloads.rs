@@ -107,7 +107,12 @@ fn jobs_complete_fail_and_expire() -> Result<()> {
     described(
         &cluster,
         &["job", "ok"],
-        &["SuccessfulCreate", "Created pod: ok-", "Completed", "Job completed"],
+        &[
+            "SuccessfulCreate",
+            "Created pod: ok-",
+            "Completed",
+            "Job completed",
+        ],
     )?;
 
     cluster.kubectl_ok(&[

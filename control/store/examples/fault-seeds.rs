@@ -37,7 +37,7 @@ fn main() -> Result<(), String> {
             }
         }
     }
-    let (mut violations, mut lost, mut failpoints, mut diverged) = (0, 0, 0, 0);
+    let (mut violations, mut lost, mut failpoints, mut diverged, mut duplicates) = (0, 0, 0, 0, 0);
     for seed in from..from + seeds {
         let report = run_seed_blocking(seed);
         let failed = report.violations > 0 || report.lost_writes > 0;
@@ -86,9 +86,11 @@ fn main() -> Result<(), String> {
         violations += report.violations;
         lost += report.lost_writes;
         failpoints += report.failpoint_crashes;
+        duplicates += report.duplicates_skipped;
     }
     println!("seeds {seeds}, violations {violations}, lost acked writes {lost}");
     println!("crashes at disk-write failpoints: {failpoints}");
+    println!("duplicate applications of a request skipped (all members): {duplicates}");
     if replays > 0 {
         println!("replays that differed from the first run: {diverged}");
     }

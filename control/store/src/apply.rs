@@ -20,6 +20,15 @@ use crate::{Member, Revision, StoreError, TxnResponse};
 /// are dropped.
 const PRUNE_REQUESTS_EVERY: u64 = 1024;
 
+/// Requests skipped as duplicates by every member in this process so far (the fault
+/// harness reports it).
+static DUPLICATES_SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(any(test, feature = "sim"))]
+pub(crate) fn duplicates_skipped() -> u64 {
+    DUPLICATES_SKIPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Revision of an empty store, as in etcd.
 pub(crate) const FIRST_REVISION: Revision = 1;
 
@@ -180,6 +189,7 @@ impl StateMachine {
                             first = seen,
                             "skipping a request applied before"
                         );
+                        DUPLICATES_SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         continue;
                     }
                     applied_requests.insert(&id, &index.to_be_bytes())?;

@@ -61,7 +61,6 @@ pub mod metrics;
 pub mod node;
 pub mod pod;
 pub mod ports;
-pub mod quantity;
 pub mod reclaim;
 pub mod running;
 pub mod sources;

@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod netpol;
 pub mod nodeport;
 pub mod policy;
+pub mod pool;
 mod publish;
 pub mod route;
 pub mod scaler;
@@ -113,6 +114,7 @@ pub async fn run(
         metrics: metrics::Metrics::default(),
         config: config.clone(),
         scaler,
+        pool: pool::Pool::default(),
     });
     tasks.spawn(publish::run(
         client,

@@ -155,10 +155,11 @@ mod cluster {
         cluster.shutdown().await;
     }
 
-    /// Seed 249 of the fault seeds: a follower's forwarded proposal (`MsgPropose`) that
-    /// the network delivered twice was appended twice by the leader and applied twice,
-    /// so one acknowledged write took effect again later, over a write acknowledged in
-    /// between. Each write must take effect once, however often it arrives.
+    /// A follower's forwarded proposal (`MsgPropose`) that the network delivers twice
+    /// is appended twice by the leader (Raft does not tell them apart); applied twice,
+    /// one acknowledged write would take effect again later, over writes acknowledged
+    /// in between (each put here would count twice in the key's version). Each write
+    /// must take effect once, however often it arrives.
     #[tokio::test(start_paused = true)]
     async fn a_proposal_the_network_delivers_twice_is_applied_once() {
         let every_batch_twice = Faults {

@@ -17,8 +17,8 @@ use super::{limits, ports};
 use crate::claims::LocalPath;
 use crate::cluster::Cluster;
 use crate::driver::{
-    ContainerDriver, ContainerTemplate, ImagePullPolicy, MountSpec, PodSandbox, PreparedImage,
-    ProcessContext, ProcessSpec, PullRequest, error_chain,
+    ContainerDriver, ContainerTemplate, ImagePullPolicy, MountSpec, PodAddress, PodSandbox,
+    PreparedImage, ProcessContext, ProcessSpec, PullRequest, error_chain,
 };
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
@@ -65,7 +65,8 @@ pub struct RunnerContext {
     pub metrics: Arc<NodeMetrics>,
     /// The pod as the worker first saw it (for the downward API and volumes).
     pub pod_object: Arc<Pod>,
-    /// The node's address (the downward API's `status.podIP`/`hostIP`).
+    /// The node's address (the downward API's `status.hostIP`, and `status.podIP`
+    /// of a pod that shares the node's network).
     pub host_ip: String,
     pub allocatable: Allocatable,
     pub volumes: Arc<PodVolumes>,
@@ -176,9 +177,19 @@ impl ContainerRunner {
                 });
             }
         };
+        // Prepared by now, so an OCI pod's sandbox (and its IP) exists.
+        let pod_ip = match self.context.driver.pod_address(&self.context.pod.uid) {
+            PodAddress::Own(ip) => ip.to_string(),
+            PodAddress::Node | PodAddress::Pending => self.context.host_ip.clone(),
+        };
+        let root_filesystem = self
+            .prepared
+            .as_ref()
+            .is_some_and(PreparedImage::has_root_filesystem);
         let facts = PodFacts {
             pod: &pod,
             host_ip: &self.context.host_ip,
+            pod_ip: &pod_ip,
             allocatable: self.context.allocatable,
             claims: &claims,
         };
@@ -189,8 +200,8 @@ impl ContainerRunner {
             .set_up(pod_volumes, &facts, &mut sources)
             .await
         {
-            Ok(dirs) => volumes::mounts(&self.spec, &dirs).and_then(|mounts| {
-                let working_dir = volumes::working_dir(&self.spec, &mounts)?;
+            Ok(dirs) => volumes::mounts(&self.spec, &dirs, root_filesystem).and_then(|mounts| {
+                let working_dir = volumes::working_dir(&self.spec, &mounts, root_filesystem)?;
                 Ok((mounts, working_dir))
             }),
             Err(error) => {

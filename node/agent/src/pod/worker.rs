@@ -24,7 +24,7 @@ use crate::cluster::Cluster;
 use crate::container::RestartPolicy;
 use crate::container::machine::ContainerMachine;
 use crate::container::runner::{ContainerRunner, Report, RunnerContext, Slot};
-use crate::driver::{ContainerDriver, DEFAULT_GRACE_PERIOD, PodSandbox, error_chain};
+use crate::driver::{ContainerDriver, DEFAULT_GRACE_PERIOD, PodAddress, PodSandbox, error_chain};
 use crate::events::{EventRecorder, EventSink};
 use crate::logs::LogBook;
 use crate::metrics::NodeMetrics;
@@ -424,12 +424,22 @@ impl PodWorker {
             status.reason = Some("Evicted".to_string());
             status.message = Some(message.clone());
         }
-        // A driver with pod sandboxes gives the pod an IP of its own.
-        if let Some(ip) = self.node.driver.pod_ip(&self.pod.uid) {
-            status.pod_ip = Some(ip.to_string());
-            status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
-                ip: ip.to_string(),
-            }]);
+        // A driver with pod sandboxes gives the pod an IP of its own; until the
+        // pod's driver and sandbox are known it shows none (as kubelet shows
+        // none before the sandbox exists), never one it would not keep. The
+        // status is merged, so an IP written earlier stays.
+        match self.node.driver.pod_address(&self.pod.uid) {
+            PodAddress::Node => {}
+            PodAddress::Own(ip) => {
+                status.pod_ip = Some(ip.to_string());
+                status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+                    ip: ip.to_string(),
+                }]);
+            }
+            PodAddress::Pending => {
+                status.pod_ip = None;
+                status.pod_ips = None;
+            }
         }
         status
     }
