@@ -60,6 +60,9 @@ pub struct Options {
     /// A `skiff` binary to use instead of building `--release --bin skiff`.
     #[arg(long)]
     pub skiff_bin: Option<PathBuf>,
+    /// Measure Skiff's side only (its stages), without `wasmtime`: no `RESULT` lines.
+    #[arg(long)]
+    pub skip_peer: bool,
 }
 
 pub async fn run(options: Options) -> Result<Vec<Comparison>> {
@@ -69,7 +72,10 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
             options.guest.display()
         );
     }
-    let wasmtime = crate::wasmtime::find_wasmtime()?;
+    let wasmtime = match options.skip_peer {
+        true => None,
+        false => Some(crate::wasmtime::find_wasmtime()?),
+    };
     let skiff = match &options.skiff_bin {
         Some(path) => path.clone(),
         None => build_skiff()?,
@@ -146,6 +152,10 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
     drop(pods);
     drop(node);
 
+    let Some(wasmtime) = wasmtime else {
+        eprintln!("bench: --skip-peer: no comparison");
+        return Ok(Vec::new());
+    };
     let peer = peer_starts(&wasmtime, &options).await?;
     eprintln!(
         "bench: wasmtime serve start → first response: {}",
@@ -227,11 +237,7 @@ async fn to_zero(client: &kube::Client, pods: &PodTimes) -> Result<()> {
         .and_then(|s| s.replicas)
         .unwrap_or(0);
     if replicas != 0 {
-        let patch = Patch::Merge(json!({"spec": {"replicas": 0}}));
-        deployments
-            .patch_scale("fn", &PatchParams::default(), &patch)
-            .await
-            .context("scaling to zero")?;
+        scale_to(&deployments, "fn", 0).await?;
     }
     pods.wait_none(Duration::from_secs(60)).await?;
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
@@ -252,6 +258,27 @@ async fn to_zero(client: &kube::Client, pods: &PodTimes) -> Result<()> {
             bail!("the Service still lists {endpoints} endpoint(s) 60 s after its pods went");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Sets a Deployment's replicas through its `scale` subresource. Skiff's API
+/// server can answer a merge patch of `scale` with 409 Conflict when another
+/// write to the Deployment wins the race (Kubernetes retries such patches
+/// itself); the patch carries no resourceVersion, so sending it again is safe.
+pub(crate) async fn scale_to(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
+    let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+    let mut conflicts = 0;
+    loop {
+        match api.patch_scale(name, &PatchParams::default(), &patch).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 && conflicts < 10 => {
+                conflicts += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("scaling {name} to {replicas}"));
+            }
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use serde_json::json;
 
 use crate::pod_start::{SkiffNode, build_skiff};
@@ -192,9 +192,8 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
             }
             if n == 0 { &mut cold } else { &mut warm }.push(took);
         }
-        let patch = Patch::Merge(json!({"spec": {"replicas": 0}}));
-        Api::<Deployment>::namespaced(node.client.clone(), &namespace)
-            .patch_scale(&name, &PatchParams::default(), &patch)
+        let deployments = Api::<Deployment>::namespaced(node.client.clone(), &namespace);
+        crate::cold_start::scale_to(&deployments, &name, 0)
             .await
             .with_context(|| format!("scaling {namespace}/{name} back to zero"))?;
         if (k + 1).is_multiple_of(25) {
