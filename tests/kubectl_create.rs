@@ -6,21 +6,13 @@ mod common;
 use anyhow::Result;
 use common::Cluster;
 
-fn get(cluster: &Cluster, what: &[&str], jsonpath: &str) -> Result<String> {
-    let expr = format!("jsonpath={jsonpath}");
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    args.extend_from_slice(&["-o", &expr]);
-    cluster.kubectl_ok(&args)
-}
-
 #[test]
 fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
     let cluster = Cluster::start()?;
     let out = cluster.kubectl_ok(&["create", "namespace", "team-a"])?;
     assert!(out.contains("namespace/team-a created"), "{out}");
     assert_eq!(
-        get(&cluster, &["ns", "team-a"], "{.status.phase}")?,
+        cluster.jsonpath(&["ns", "team-a"], "{.status.phase}")?,
         "Active"
     );
 
@@ -34,8 +26,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--from-literal=level=3",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
+        cluster.jsonpath(
             &["cm", "settings", "-n", "team-a"],
             "{.data.mode}/{.data.level}"
         )?,
@@ -52,15 +43,11 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--from-literal=password=s3cret",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
-            &["secret", "creds", "-n", "team-a"],
-            "{.data.password}"
-        )?,
+        cluster.jsonpath(&["secret", "creds", "-n", "team-a"], "{.data.password}")?,
         "czNjcmV0"
     );
     assert_eq!(
-        get(&cluster, &["secret", "creds", "-n", "team-a"], "{.type}")?,
+        cluster.jsonpath(&["secret", "creds", "-n", "team-a"], "{.type}")?,
         "Opaque"
     );
 
@@ -75,9 +62,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--port=8080",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
-            &["deploy", "web", "-n", "team-a"],
+        cluster.jsonpath(&["deploy", "web", "-n", "team-a"],
             "{.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"
         )?,
         "0 web file:///web.wasm 8080"
@@ -105,8 +90,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--tcp=80:8080",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
+        cluster.jsonpath(
             &["svc", "web", "-n", "team-a"],
             "{.spec.type} {.spec.ports[0].port} {.spec.ports[0].targetPort}"
         )?,
@@ -121,8 +105,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "team-a",
         "--tcp=80:8080",
     ])?;
-    let node_port = get(
-        &cluster,
+    let node_port = cluster.jsonpath(
         &["svc", "edge", "-n", "team-a"],
         "{.spec.ports[0].nodePort}",
     )?;
@@ -132,11 +115,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
     );
 
     cluster.kubectl_ok(&["create", "serviceaccount", "robot", "-n", "team-a"])?;
-    get(
-        &cluster,
-        &["sa", "robot", "-n", "team-a"],
-        "{.metadata.name}",
-    )?;
+    cluster.jsonpath(&["sa", "robot", "-n", "team-a"], "{.metadata.name}")?;
 
     cluster.kubectl_ok(&[
         "create",
@@ -151,8 +130,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "100",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
+        cluster.jsonpath(
             &["cj", "nightly", "-n", "team-a"],
             "{.spec.schedule} {.spec.jobTemplate.spec.template.spec.containers[0].command}"
         )?,
@@ -167,9 +145,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--from=cronjob/nightly",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
-            &["job", "once", "-n", "team-a"],
+        cluster.jsonpath(&["job", "once", "-n", "team-a"],
             "{.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate} {.spec.template.spec.restartPolicy}"
         )?,
         "manual OnFailure"
@@ -186,8 +162,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "5",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
+        cluster.jsonpath(
             &["job", "direct", "-n", "team-a"],
             "{.spec.template.spec.restartPolicy}"
         )?,
@@ -204,11 +179,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--resource=pods",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
-            &["role", "reader", "-n", "team-a"],
-            "{.rules[0].verbs}"
-        )?,
+        cluster.jsonpath(&["role", "reader", "-n", "team-a"], "{.rules[0].verbs}")?,
         r#"["get","list"]"#
     );
     cluster.kubectl_ok(&[
@@ -221,8 +192,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--serviceaccount=team-a:robot",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
+        cluster.jsonpath(
             &["rolebinding", "robot-reads", "-n", "team-a"],
             "{.roleRef.name} {.subjects[0].kind}"
         )?,
@@ -237,8 +207,7 @@ fn kubectl_create_subcommands_send_protobuf_that_is_understood() -> Result<()> {
         "--hard=pods=10,requests.memory=1Gi",
     ])?;
     assert_eq!(
-        get(
-            &cluster,
+        cluster.jsonpath(
             &["quota", "small", "-n", "team-a"],
             "{.spec.hard.pods} {.spec.hard.requests\\.memory}"
         )?,

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use common::http::{exchange, get};
 use common::{Cluster, build_guests, manifest};
 
 const APP: &str = r#"
@@ -85,34 +84,6 @@ spec:
                 name: hello
                 port: {name: web}
 "#;
-
-/// One HTTP/1.0 request (so the body is never chunked) with this Host
-/// header: status code and body. No retries.
-fn get(addr: &str, host: &str, path: &str) -> Result<(u16, String)> {
-    raw(
-        addr,
-        &format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n"),
-    )
-}
-
-fn raw(addr: &str, request: &str) -> Result<(u16, String)> {
-    let addr: SocketAddr = addr.parse()?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("response without a header end: {response:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status code")?
-        .parse()?;
-    Ok((status, body.to_string()))
-}
 
 fn ready_endpoints(cluster: &Cluster) -> Result<usize> {
     let conditions = cluster.kubectl_ok(&[
@@ -213,7 +184,7 @@ fn services_ingress_and_node_ports_through_the_gateway() -> Result<()> {
         body.contains("no Service or Ingress rule for host \"nobody.example.org\""),
         "{body}"
     );
-    let (status, _) = raw(&gateway, "this is not HTTP\r\n\r\n")?;
+    let (status, _) = exchange(&gateway, "this is not HTTP\r\n\r\n")?;
     assert_eq!(status, 400);
 
     // Requests are spread over both pods: each pod's log shows some.

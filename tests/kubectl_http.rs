@@ -4,29 +4,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use common::{Cluster, build_guests, manifest, repo_root};
 
-/// A minimal HTTP GET, as HTTP/1.0 so the body is never chunked: status code and body.
+/// `GET path` from the server at `addr`, with `addr` as the Host header.
 fn get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("response without a header end")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status code")?
-        .parse()?;
-    Ok((status, body.to_string()))
+    let addr = addr.to_string();
+    common::http::get(&addr, &addr, path)
 }
 
 fn free_port() -> Result<u16> {
@@ -45,14 +32,14 @@ fn hello_http_is_served_on_its_host_port() -> Result<()> {
     let applied = cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
     assert!(applied.contains("pod/hello-http created"), "{applied}");
     let pod = ["pod", "hello-http", "-n", "hello-http"];
-    cluster.wait_field(&pod, "{.status.phase}", "Running")?;
+    cluster.wait_field(
+        &pod,
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+    )?;
 
+    // Ready means the node port accepts connections: the first request works.
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    // Running says the container started, not that its port listens yet (as
-    // on Kubernetes without a readiness probe): the first answer may lag.
-    cluster.wait_for(Duration::from_secs(30), "the host port to answer", |_| {
-        Ok(get(addr, "/").is_ok())
-    })?;
     let (status, body) = get(addr, "/some/path?q=1")?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, "Hello from hello-http!\npath: /some/path\n");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use common::{Cluster, manifest};
-use oci::{Cleanup, containers, docker_available, jsonpath, pod, push_test_image};
+use oci::{Cleanup, containers, docker_available, pod, push_test_image};
 use registry::Registry;
 
 #[test]
@@ -81,14 +81,13 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
         let logs = c.kubectl_ok(&["logs", "looping"])?;
         Ok(logs.contains("line 0\n") && logs.contains("line 3\n"))
     })?;
-    let ip = jsonpath(&cluster, &["pod", "looping"], "{.status.podIP}")?;
-    let host_ip = jsonpath(&cluster, &["pod", "looping"], "{.status.hostIP}")?;
+    let ip = cluster.jsonpath(&["pod", "looping"], "{.status.podIP}")?;
+    let host_ip = cluster.jsonpath(&["pod", "looping"], "{.status.hostIP}")?;
     assert!(
         ip.parse::<std::net::IpAddr>().is_ok() && ip != host_ip,
         "pod IP {ip:?} should be the sandbox's own, not the node's {host_ip:?}"
     );
-    let image_id = jsonpath(
-        &cluster,
+    let image_id = cluster.jsonpath(
         &["pod", "looping"],
         "{.status.containerStatuses[0].imageID}",
     )?;
@@ -99,15 +98,13 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
 
     // A failing command restarts with back-off, its exit code kept.
     cluster.wait_for(Duration::from_secs(120), "a restart after exit 3", |c| {
-        let restarts = jsonpath(
-            c,
+        let restarts = c.jsonpath(
             &["pod", "crashing"],
             "{.status.containerStatuses[0].restartCount}",
         )?;
         Ok(restarts.parse::<u32>().unwrap_or(0) >= 1)
     })?;
-    let last_exit = jsonpath(
-        &cluster,
+    let last_exit = cluster.jsonpath(
         &["pod", "crashing"],
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     )?;
@@ -119,9 +116,7 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
 
     // Over its memory limit: OOMKilled, exit 137.
     cluster.wait_field(&["pod", "hungry"], "{.status.phase}", "Failed")?;
-    let terminated = jsonpath(
-        &cluster,
-        &["pod", "hungry"],
+    let terminated = cluster.jsonpath(&["pod", "hungry"],
         "{.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode}",
     )?;
     assert_eq!(terminated, "OOMKilled 137");
@@ -134,8 +129,7 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
 
     // A missing image: ErrImagePull / ImagePullBackOff and a Failed event.
     cluster.wait_for(Duration::from_secs(60), "a pull error", |c| {
-        let reason = jsonpath(
-            c,
+        let reason = c.jsonpath(
             &["pod", "missing"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         )?;
@@ -154,8 +148,7 @@ fn busybox_pods_log_restart_share_localhost_and_report_oom_and_pull_errors() -> 
     })?;
 
     // The node says its OCI runtime is ready.
-    let ready = jsonpath(
-        &cluster,
+    let ready = cluster.jsonpath(
         &["nodes"],
         "{.items[0].status.conditions[?(@.type==\"OCIRuntimeReady\")].status}",
     )?;
@@ -192,11 +185,7 @@ fn a_restarted_agent_adopts_running_containers_and_deleted_pods_lose_theirs() ->
 
     cluster.restart()?;
     cluster.wait_for(Duration::from_secs(60), "the container adopted", |c| {
-        let ready = jsonpath(
-            c,
-            &["pod", "steady"],
-            "{.status.containerStatuses[0].ready}",
-        )?;
+        let ready = c.jsonpath(&["pod", "steady"], "{.status.containerStatuses[0].ready}")?;
         Ok(ready == "true")
     })?;
     let after = containers(&cluster, "label=io.skiff.pod.name=steady")?;

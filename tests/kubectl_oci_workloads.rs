@@ -11,35 +11,15 @@ mod oci;
 #[path = "../node/wasm/tests/registry/mod.rs"]
 mod registry;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use common::http::get;
 use common::{Cluster, build_guests, manifest};
-use oci::{Cleanup, docker_available, jsonpath, pod, push_test_image};
+use oci::{Cleanup, docker_available, pod, push_test_image};
 use registry::Registry;
-
-/// One HTTP/1.0 request through the gateway with this Host header.
-fn get(addr: &str, host: &str, path: &str) -> Result<(u16, String)> {
-    let addr: SocketAddr = addr.parse()?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("response without a header end: {response:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status code")?
-        .parse()?;
-    Ok((status, body.to_string()))
-}
 
 #[test]
 fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
@@ -148,16 +128,14 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
         Ok(logs.contains("from-the-writer\nhello-from-a-configmap")
             && logs.contains("from-env hello-from-a-configmap\n"))
     })?;
-    let restarts = jsonpath(
-        &cluster,
+    let restarts = cluster.jsonpath(
         &["pod", "volumes"],
         "{.status.containerStatuses[*].restartCount}",
     )?;
     assert_eq!(restarts, "0 0", "neither container restarted");
 
     // The containers' ids are the engine's.
-    let ids = jsonpath(
-        &cluster,
+    let ids = cluster.jsonpath(
         &["pod", "volumes"],
         "{.status.containerStatuses[*].containerID}",
     )?;
@@ -173,8 +151,135 @@ fn volumes_probes_and_security_context_of_an_oci_pod() -> Result<()> {
 
     // A privileged container is refused, saying which field.
     cluster.wait_for(Duration::from_secs(60), "the privileged refusal", |c| {
-        let status = jsonpath(c, &["pod", "privileged"], "{.status.containerStatuses[0]}")?;
+        let status = c.jsonpath(&["pod", "privileged"], "{.status.containerStatuses[0]}")?;
         Ok(status.contains("securityContext.privileged"))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn working_dir_anywhere_file_sub_path_and_the_pods_own_ip_in_the_downward_api() -> Result<()> {
+    if !docker_available() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let Some(registry) = Registry::start(&dir.path().join("registry")) else {
+        return Ok(());
+    };
+    let image = push_test_image(&registry)?;
+    let cluster = Cluster::start()?;
+    let _cleanup = Cleanup(cluster.data_dir.clone());
+
+    let config =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  app.conf: mode=fast\n";
+    let path = manifest(dir.path(), "config.yaml", config);
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    // Every IP the pod shows while it starts, as `kubectl get -w` prints them.
+    let mut watch = Command::new("kubectl")
+        .args([
+            "get",
+            "pods",
+            "--watch",
+            "-o",
+            "jsonpath={.metadata.name} ip={.status.podIP}{\"\\n\"}",
+        ])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // The working directories are in no volume and not in the image: the
+    // runtime makes them (also on a read-only root). The config file comes in
+    // through a subPath naming one key's file.
+    let body = format!(
+        r#"  runtimeClassName: oci
+  volumes:
+  - name: conf
+    configMap:
+      name: app
+  containers:
+  - name: main
+    image: {image}
+    workingDir: /srv/app/work
+    command: ["sh", "-c", "echo cwd $(pwd); echo ip $MY_IP ips $MY_IPS host $MY_HOST; echo conf $(cat /etc/app.conf); echo listed $(ls /srv); sleep 3600"]
+    env:
+    - name: MY_IP
+      valueFrom:
+        fieldRef:
+          fieldPath: status.podIP
+    - name: MY_IPS
+      valueFrom:
+        fieldRef:
+          fieldPath: status.podIPs
+    - name: MY_HOST
+      valueFrom:
+        fieldRef:
+          fieldPath: status.hostIP
+    volumeMounts:
+    - name: conf
+      mountPath: /etc/app.conf
+      subPath: app.conf
+  - name: readonly
+    image: {image}
+    workingDir: /var/lib/state
+    command: ["sh", "-c", "echo cwd $(pwd); sleep 3600"]
+    securityContext:
+      readOnlyRootFilesystem: true
+"#
+    );
+    let path = manifest(dir.path(), "placed.yaml", &pod("placed", &body));
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    cluster.wait_field(&["pod", "placed"], "{.status.phase}", "Running")?;
+
+    let pod_ip = cluster.jsonpath(&["pod", "placed"], "{.status.podIP}")?;
+    let host_ip = cluster.jsonpath(&["pod", "placed"], "{.status.hostIP}")?;
+    let pod_ips = cluster.jsonpath(&["pod", "placed"], "{.status.podIPs[*].ip}")?;
+    assert!(pod_ip.parse::<std::net::IpAddr>().is_ok(), "{pod_ip:?}");
+    assert_ne!(pod_ip, host_ip, "the pod has an address of its own");
+    assert_eq!(pod_ips, pod_ip);
+    cluster.wait_for(Duration::from_secs(60), "the containers' lines", |c| {
+        let main = c.kubectl_ok(&["logs", "placed", "-c", "main"])?;
+        let readonly = c.kubectl_ok(&["logs", "placed", "-c", "readonly"])?;
+        Ok(main.contains("listed app") && readonly.contains("cwd"))
+    })?;
+    let main = cluster.kubectl_ok(&["logs", "placed", "-c", "main"])?;
+    assert!(main.contains("cwd /srv/app/work\n"), "{main}");
+    assert!(
+        main.contains(&format!("ip {pod_ip} ips {pod_ip} host {host_ip}\n")),
+        "the downward API gives the pod's own address: {main}"
+    );
+    assert!(main.contains("conf mode=fast\n"), "{main}");
+    let readonly = cluster.kubectl_ok(&["logs", "placed", "-c", "readonly"])?;
+    assert_eq!(readonly, "cwd /var/lib/state\n");
+
+    // The pod never showed an address it did not keep (the node's, say).
+    let _ = watch.kill();
+    let mut seen = String::new();
+    watch
+        .stdout
+        .take()
+        .context("watch output")?
+        .read_to_string(&mut seen)?;
+    let _ = watch.wait();
+    let ips: Vec<&str> = seen
+        .lines()
+        .filter_map(|line| line.strip_prefix("placed ip="))
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    assert!(!ips.is_empty(), "the watch saw the pod: {seen}");
+    assert!(ips.iter().all(|ip| *ip == pod_ip), "{seen}");
+
+    // A relative workingDir cannot be honoured: the container is not started.
+    let body = format!(
+        "  runtimeClassName: oci\n  containers:\n  - name: main\n    image: {image}\n    workingDir: relative/dir\n    command: [\"sleep\", \"3600\"]\n"
+    );
+    let path = manifest(dir.path(), "relative.yaml", &pod("relative", &body));
+    cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
+    cluster.wait_for(Duration::from_secs(60), "the relative workingDir refused", |c| {
+        let waiting = c.jsonpath(&["pod", "relative"],
+            "{.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].state.waiting.message}",
+        )?;
+        Ok(waiting.starts_with("CreateContainerConfigError")
+            && waiting.contains("must be an absolute path"))
     })?;
     Ok(())
 }
@@ -347,15 +452,13 @@ fn a_node_whose_engine_is_down_runs_wasm_pods_and_says_so() -> Result<()> {
     }
     cluster.wait_field(&["pod", "function"], "{.status.phase}", "Running")?;
     cluster.wait_for(Duration::from_secs(60), "CreateContainerError", |c| {
-        let reason = jsonpath(
-            c,
+        let reason = c.jsonpath(
             &["pod", "container"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         )?;
         Ok(reason == "CreateContainerError")
     })?;
-    let message = jsonpath(
-        &cluster,
+    let message = cluster.jsonpath(
         &["pod", "container"],
         "{.status.containerStatuses[0].state.waiting.message}",
     )?;
@@ -377,8 +480,7 @@ fn a_node_whose_engine_is_down_runs_wasm_pods_and_says_so() -> Result<()> {
     // The driver's condition comes with the node's heartbeat (every 10 s).
     let mut conditions = String::new();
     cluster.wait_for(Duration::from_secs(60), "OCIRuntimeReady=False", |c| {
-        conditions = jsonpath(
-            c,
+        conditions = c.jsonpath(
             &["nodes"],
             "{range .items[0].status.conditions[*]}{.type}={.status}/{.reason} {end}",
         )?;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use common::{Cluster, build_guests, manifest};
-use oci::{Cleanup, docker_available, jsonpath, push_test_image};
+use oci::{Cleanup, docker_available, push_test_image};
 use registry::Registry;
 
 fn app(image: &str) -> String {
@@ -137,11 +137,7 @@ fn oci_pods_resolve_and_reach_services_by_name() -> Result<()> {
         "dns",
         "--timeout=120s",
     ])?;
-    let cluster_ip = jsonpath(
-        &cluster,
-        &["svc", "hello", "-n", "dns"],
-        "{.spec.clusterIP}",
-    )?;
+    let cluster_ip = cluster.jsonpath(&["svc", "hello", "-n", "dns"], "{.spec.clusterIP}")?;
     assert!(cluster_ip.starts_with("10."), "{cluster_ip}");
 
     // One full round of the client's loop, after everything is up.
@@ -163,7 +159,7 @@ fn oci_pods_resolve_and_reach_services_by_name() -> Result<()> {
                 && round.contains("hello from the skiff test image"))
         },
     )?;
-    let web_ip = jsonpath(&cluster, &["pod", "web", "-n", "dns"], "{.status.podIP}")?;
+    let web_ip = cluster.jsonpath(&["pod", "web", "-n", "dns"], "{.status.podIP}")?;
     let section = |name: &str| -> String {
         round
             .split("== ")

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod http;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -203,19 +205,24 @@ impl Cluster {
         }
     }
 
-    /// Wait until `jsonpath` of an object reads `want`.
-    pub fn wait_field(&self, object: &[&str], jsonpath: &str, want: &str) -> Result<()> {
-        let mut args: Vec<&str> = vec!["get"];
+    /// `kubectl get OBJECT… -o jsonpath=PATH`: what it prints (the object must exist).
+    pub fn jsonpath(&self, object: &[&str], path: &str) -> Result<String> {
+        let expr = format!("jsonpath={path}");
+        let mut args = vec!["get"];
         args.extend_from_slice(object);
-        let expr = format!("jsonpath={jsonpath}");
-        args.extend_from_slice(&["-o", &expr]);
+        args.extend(["-o", &expr]);
+        self.kubectl_ok(&args)
+    }
+
+    /// Wait until `jsonpath` of an object reads `want` (an object that does
+    /// not exist yet reads as nothing).
+    pub fn wait_field(&self, object: &[&str], jsonpath: &str, want: &str) -> Result<()> {
         let mut last = String::new();
         self.wait_for(
             Duration::from_secs(90),
             &format!("{jsonpath} = {want}"),
             |c| {
-                let out = c.kubectl(&args)?;
-                last = String::from_utf8_lossy(&out.stdout).into_owned();
+                last = c.jsonpath(object, jsonpath).unwrap_or_default();
                 Ok(last == want)
             },
         )

@@ -92,11 +92,3 @@ pub fn pod(name: &str, body: &str) -> String {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n{body}"
     )
 }
-
-pub fn jsonpath(cluster: &Cluster, object: &[&str], path: &str) -> Result<String> {
-    let expr = format!("jsonpath={path}");
-    let mut args = vec!["get"];
-    args.extend_from_slice(object);
-    args.extend(["-o", &expr]);
-    cluster.kubectl_ok(&args)
-}

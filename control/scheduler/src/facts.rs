@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Container, Node, Pod, Taint, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use skiff_quantity::scaled_or_zero;
 
 /// Resource amounts: CPU in millicores, memory and everything else in base
 /// units (bytes, devices), rounded up as Kubernetes does.
@@ -32,11 +33,12 @@ impl Resources {
 
     fn set(&mut self, name: &str, text: &str) {
         match name {
-            "cpu" => self.milli_cpu = quantity(text, 1000.0),
-            "memory" => self.memory = quantity(text, 1.0),
-            "pods" => self.pods = quantity(text, 1.0),
+            "cpu" => self.milli_cpu = scaled_or_zero(text, -3),
+            "memory" => self.memory = scaled_or_zero(text, 0),
+            "pods" => self.pods = scaled_or_zero(text, 0),
             other => {
-                self.other.insert(other.to_string(), quantity(text, 1.0));
+                self.other
+                    .insert(other.to_string(), scaled_or_zero(text, 0));
             }
         }
     }
@@ -68,40 +70,6 @@ impl Resources {
             *mine = (*mine).max(*amount);
         }
     }
-}
-
-/// A quantity times `scale`, rounded up; 0 when it does not parse.
-pub fn quantity(text: &str, scale: f64) -> i64 {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let Ok(number) = number.parse::<f64>() else {
-        return 0;
-    };
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => e[1..].parse().map_or(0.0, |x| 10f64.powi(x)),
-        _ => 0.0,
-    };
-    // Saturating: an absurd quantity is simply "a lot".
-    (number * factor * scale).ceil() as i64
 }
 
 /// A host port a pod holds: protocol, host IP (`0.0.0.0` for all) and port.
@@ -381,16 +349,6 @@ impl NodeInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantities_round_up_in_base_units() {
-        assert_eq!(quantity("500m", 1000.0), 500);
-        assert_eq!(quantity("2", 1000.0), 2000);
-        assert_eq!(quantity("0.1", 1000.0), 100);
-        assert_eq!(quantity("64Mi", 1.0), 64 << 20);
-        assert_eq!(quantity("1G", 1.0), 1_000_000_000);
-        assert_eq!(quantity("1Q", 1.0), 0);
-    }
 
     #[test]
     fn pod_requests_sum_containers_and_take_the_largest_init_container() {

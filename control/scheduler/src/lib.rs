@@ -70,7 +70,10 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> SchedulerConfig {
         SchedulerConfig {
-            bind_concurrency: 32,
+            // kube-scheduler binds each pod in its own goroutine; many
+            // bindings at once let the store put them in one Raft batch and
+            // one fsync.
+            bind_concurrency: 128,
             retry: Duration::from_secs(5),
             batch: 64,
         }

@@ -41,6 +41,7 @@ pub type OutputStream = Box<dyn AsyncWrite + Send + Sync + Unpin>;
 pub struct PreparedImage {
     image_id: String,
     program: Arc<dyn Any + Send + Sync>,
+    root_filesystem: bool,
 }
 
 impl PreparedImage {
@@ -49,7 +50,23 @@ impl PreparedImage {
         PreparedImage {
             image_id: image_id.into(),
             program: Arc::new(program),
+            root_filesystem: false,
         }
+    }
+
+    /// Marks an image whose containers get a root filesystem of their own (an
+    /// OCI image): `workingDir` may then be any absolute path (the runtime
+    /// creates it if missing) and a `subPath` may be a file. Without it the
+    /// container sees only its mounted volumes (a Wasm guest's preopened
+    /// directories).
+    pub fn with_root_filesystem(mut self) -> PreparedImage {
+        self.root_filesystem = true;
+        self
+    }
+
+    /// Whether the image brings its own root filesystem (see [`Self::with_root_filesystem`]).
+    pub fn has_root_filesystem(&self) -> bool {
+        self.root_filesystem
     }
 
     pub fn image_id(&self) -> &str {
@@ -67,6 +84,7 @@ impl fmt::Debug for PreparedImage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PreparedImage")
             .field("image_id", &self.image_id)
+            .field("root_filesystem", &self.root_filesystem)
             .finish_non_exhaustive()
     }
 }
@@ -188,10 +206,13 @@ pub struct ServedPort {
 /// before the first request is accepted.
 pub type PortsReport = Box<dyn FnOnce(Vec<ServedPort>) + Send>;
 
-/// Called once by a driver when the attempt's container exists, with its
-/// runtime id (`docker://<id>`), shown as the container's `containerID`
-/// instead of the agent's own `wasm://…` id.
-pub type StartedReport = Box<dyn FnOnce(String) + Send>;
+/// Called once by a driver when the attempt runs: the container counts as
+/// running (and, without probes, ready) from then on, so a driver calls it
+/// once the process would answer on its ports — for a served Wasm component,
+/// once its node ports are bound. With the runtime's own id of the attempt
+/// (`docker://<id>`), shown as the container's `containerID` instead of the
+/// agent's `wasm://…` id, when it has one.
+pub type StartedReport = Box<dyn FnOnce(Option<String>) + Send>;
 
 /// A host directory the process sees at `container_path`: one of the pod's
 /// volumes (see [`crate::volumes`]), preopened by the Wasm driver; an OCI
@@ -226,12 +247,14 @@ pub struct ProcessSpec {
     pub ports_report: Option<PortsReport>,
     /// The container's volumeMounts, resolved to host directories.
     pub mounts: Vec<MountSpec>,
-    /// `workingDir`: `/` or a directory inside one of `mounts`.
+    /// `workingDir`: an absolute path; for an image without a root filesystem
+    /// of its own, `/` or a directory inside one of `mounts`.
     pub working_dir: Option<String>,
     pub limits: ProcessLimits,
     /// The pod and container this process belongs to (absent in some tests).
     pub context: Option<ProcessContext>,
-    /// Called with the runtime's own container id once it has one.
+    /// Called once the process runs (see [`StartedReport`]); a driver must
+    /// call it before the process can be seen running.
     pub started_report: Option<StartedReport>,
 }
 
@@ -399,9 +422,19 @@ pub trait ContainerDriver: Send + Sync + 'static {
     }
 
     /// The pod's own IP, for drivers that give pods a network namespace;
-    /// `None` means the pod shares the node's network (its IP is the node's).
+    /// `None` means the pod shares the node's network (its IP is the node's)
+    /// or its sandbox is not made yet.
     fn pod_ip(&self, _pod_uid: &str) -> Option<IpAddr> {
         None
+    }
+
+    /// The pod's address as the status and the downward API show it. The
+    /// default: its own IP if [`Self::pod_ip`] gives one, else the node's.
+    /// A driver that makes sandboxes says [`PodAddress::Pending`] until the
+    /// pod's sandbox has its IP, so the pod never shows an address it will not keep.
+    fn pod_address(&self, pod_uid: &str) -> PodAddress {
+        self.pod_ip(pod_uid)
+            .map_or(PodAddress::Node, PodAddress::Own)
     }
 
     /// The pod will run nothing more (deleted, or gone from the node): release
@@ -422,6 +455,39 @@ pub trait ContainerDriver: Send + Sync + 'static {
     fn node_conditions(&self) -> Vec<DriverCondition> {
         Vec::new()
     }
+
+    /// The driver's own figures for the node's `/metrics` (see [`crate::metrics`]).
+    fn metrics(&self) -> Vec<DriverMetric> {
+        Vec::new()
+    }
+}
+
+/// Whether a metric only grows (until the node restarts) or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// One metric family a driver reports: its samples, each with its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverMetric {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+    pub samples: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+/// Where a pod can be reached, as its driver knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodAddress {
+    /// The pod shares the node's network: its IP is the node's (Wasm pods).
+    Node,
+    /// The pod has an IP of its own (an OCI pod's sandbox).
+    Own(IpAddr),
+    /// Not known yet: the pod's driver is not chosen or its sandbox not made.
+    /// Kubernetes shows no `podIP` until then.
+    Pending,
 }
 
 /// A Node condition reported by a driver.

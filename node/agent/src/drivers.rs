@@ -11,6 +11,9 @@
 //!    runs there, an ordinary container image (no Wasm layer) goes to the OCI driver.
 //!
 //! What was learned about an image is remembered, so restarts do not ask again.
+//! Which driver runs each pod is remembered too: a pod's address
+//! ([`ContainerDriver::pod_address`]) is the node's for a Wasm pod, its sandbox's
+//! for an OCI pod, and pending until the first of its containers is being prepared.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -21,8 +24,9 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, ExecSpec, ExitStatus,
-    ImagePullPolicy, PrepareError, PreparedImage, ProcessSpec, PullRequest, RunError,
+    ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, DriverMetric, ExecSpec,
+    ExitStatus, ImagePullPolicy, PodAddress, PrepareError, PreparedImage, ProcessSpec, PullRequest,
+    RunError,
 };
 
 /// The runtime class (and RuntimeClass handler) names the node knows.
@@ -48,6 +52,8 @@ pub struct Drivers {
     oci: Option<Arc<dyn ContainerDriver>>,
     /// Kinds learned by asking a registry or the engine, by image reference.
     learned: Mutex<HashMap<String, Kind>>,
+    /// The driver of each pod (by uid) once one of its containers is prepared.
+    pods: Mutex<HashMap<String, Kind>>,
 }
 
 impl Drivers {
@@ -56,6 +62,7 @@ impl Drivers {
             wasm,
             oci,
             learned: Mutex::default(),
+            pods: Mutex::default(),
         }
     }
 
@@ -96,6 +103,25 @@ impl Drivers {
         self.learned.lock().expect("kinds lock").get(image).copied()
     }
 
+    /// Remembers which driver runs the pod the image is prepared for. The
+    /// first container decides; a pod mixing kinds keeps that driver's address.
+    fn assign(&self, pull: &PullRequest, kind: Kind) {
+        if let Some(pod) = &pull.pod {
+            self.pods
+                .lock()
+                .expect("pods lock")
+                .entry(pod.uid.clone())
+                .or_insert(kind);
+        }
+    }
+
+    fn forget_pods(&self, keep: impl Fn(&str) -> bool) {
+        self.pods
+            .lock()
+            .expect("pods lock")
+            .retain(|uid, _| keep(uid));
+    }
+
     async fn prepare_with(
         &self,
         kind: Kind,
@@ -109,10 +135,13 @@ impl Drivers {
             });
         };
         let inner = driver.prepare(image, pull).await?;
-        Ok(PreparedImage::new(
-            inner.image_id().to_string(),
-            Dispatched { kind, inner },
-        ))
+        let root_filesystem = inner.has_root_filesystem();
+        let outer = PreparedImage::new(inner.image_id().to_string(), Dispatched { kind, inner });
+        Ok(if root_filesystem {
+            outer.with_root_filesystem()
+        } else {
+            outer
+        })
     }
 
     async fn choose_and_prepare(
@@ -125,6 +154,7 @@ impl Drivers {
             source: message.into(),
         })?;
         if let Some(kind) = declared.or_else(|| self.learned(image)) {
+            self.assign(pull, kind);
             return self.prepare_with(kind, image, pull).await;
         }
         if let Some(oci) = &self.oci
@@ -137,17 +167,20 @@ impl Drivers {
             };
             if oci.prepare(image, &local).await.is_ok() {
                 self.remember(image, Kind::Oci);
+                self.assign(pull, Kind::Oci);
                 return self.prepare_with(Kind::Oci, image, pull).await;
             }
         }
         match self.prepare_with(Kind::Wasm, image, pull).await {
             Ok(prepared) => {
                 self.remember(image, Kind::Wasm);
+                self.assign(pull, Kind::Wasm);
                 Ok(prepared)
             }
             Err(PrepareError::WrongKind { .. }) if self.oci.is_some() => {
                 tracing::info!(%image, "a container image: running it on the OCI driver");
                 self.remember(image, Kind::Oci);
+                self.assign(pull, Kind::Oci);
                 self.prepare_with(Kind::Oci, image, pull).await
             }
             Err(error) => Err(error),
@@ -223,8 +256,17 @@ impl ContainerDriver for Drivers {
             .or_else(|| self.wasm.pod_ip(pod_uid))
     }
 
+    fn pod_address(&self, pod_uid: &str) -> PodAddress {
+        let kind = self.pods.lock().expect("pods lock").get(pod_uid).copied();
+        match kind.and_then(|kind| self.driver(kind)) {
+            Some(driver) => driver.pod_address(pod_uid),
+            None => PodAddress::Pending,
+        }
+    }
+
     fn pod_finished<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, ()> {
         async move {
+            self.forget_pods(|uid| uid != pod_uid);
             self.wasm.pod_finished(pod_uid).await;
             if let Some(oci) = &self.oci {
                 oci.pod_finished(pod_uid).await;
@@ -235,6 +277,7 @@ impl ContainerDriver for Drivers {
 
     fn retain_pods<'a>(&'a self, pod_uids: &'a HashSet<String>) -> BoxFuture<'a, ()> {
         async move {
+            self.forget_pods(|uid| pod_uids.contains(uid));
             self.wasm.retain_pods(pod_uids).await;
             if let Some(oci) = &self.oci {
                 oci.retain_pods(pod_uids).await;
@@ -250,6 +293,14 @@ impl ContainerDriver for Drivers {
         }
         conditions
     }
+
+    fn metrics(&self) -> Vec<DriverMetric> {
+        let mut metrics = self.wasm.metrics();
+        if let Some(oci) = &self.oci {
+            metrics.extend(oci.metrics());
+        }
+        metrics
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +313,10 @@ mod tests {
         images: Vec<&'static str>,
         wrong_kind: bool,
         prepares: Mutex<Vec<String>>,
+        /// Set for an OCI-like driver: images with a root filesystem, pods with
+        /// this address once prepared (pending before).
+        sandbox_ip: Option<IpAddr>,
+        sandboxes: Mutex<HashSet<String>>,
     }
 
     impl Only {
@@ -270,6 +325,14 @@ mod tests {
                 images: images.to_vec(),
                 wrong_kind,
                 prepares: Mutex::default(),
+                sandbox_ip: None,
+                sandboxes: Mutex::default(),
+            })
+        }
+        fn with_sandboxes(images: &[&'static str], ip: IpAddr) -> Arc<Only> {
+            Arc::new(Only {
+                sandbox_ip: Some(ip),
+                ..Arc::into_inner(Only::new(images, false)).unwrap()
             })
         }
         fn prepared(&self) -> Vec<String> {
@@ -288,7 +351,14 @@ mod tests {
                 .unwrap()
                 .push(format!("{image} {:?}", pull.policy));
             let result = if self.images.contains(&image) {
-                Ok(PreparedImage::new("sha256:1", ()))
+                let prepared = PreparedImage::new("sha256:1", ());
+                match (&pull.pod, self.sandbox_ip) {
+                    (Some(pod), Some(_)) => {
+                        self.sandboxes.lock().unwrap().insert(pod.uid.clone());
+                        Ok(prepared.with_root_filesystem())
+                    }
+                    _ => Ok(prepared),
+                }
             } else if self.wrong_kind {
                 Err(PrepareError::WrongKind {
                     image: image.into(),
@@ -311,6 +381,14 @@ mod tests {
             _cancel: CancellationToken,
         ) -> BoxFuture<'a, Result<ExitStatus, RunError>> {
             futures::future::ready(Ok(ExitStatus::Code(0))).boxed()
+        }
+
+        fn pod_address(&self, pod_uid: &str) -> PodAddress {
+            match self.sandbox_ip {
+                None => PodAddress::Node,
+                Some(ip) if self.sandboxes.lock().unwrap().contains(pod_uid) => PodAddress::Own(ip),
+                Some(_) => PodAddress::Pending,
+            }
         }
     }
 
@@ -403,5 +481,46 @@ mod tests {
             .await
             .unwrap_err();
         assert!(crate::driver::error_chain(&err).contains("OCI runtime"));
+    }
+
+    fn pull_for(uid: &str, class: Option<&str>) -> PullRequest {
+        PullRequest {
+            policy: ImagePullPolicy::IfNotPresent,
+            docker_configs: Vec::new(),
+            pod: Some(Arc::new(PodSandbox {
+                uid: uid.to_string(),
+                runtime_class: class.map(str::to_string),
+                ..PodSandbox::default()
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pod_has_its_drivers_address_once_its_driver_is_known() {
+        let ip: IpAddr = "172.17.0.9".parse().unwrap();
+        let wasm = Only::new(&["r/fn:1"], true);
+        let oci = Only::with_sandboxes(&["r/db:1"], ip);
+        let drivers = Drivers::new(wasm, Some(oci));
+        assert_eq!(drivers.pod_address("db"), PodAddress::Pending);
+        let image = drivers
+            .prepare("r/db:1", &pull_for("db", None))
+            .await
+            .unwrap();
+        assert!(image.has_root_filesystem(), "an OCI image keeps the mark");
+        assert_eq!(drivers.pod_address("db"), PodAddress::Own(ip));
+        let image = drivers
+            .prepare("r/fn:1", &pull_for("fn", Some("wasm")))
+            .await
+            .unwrap();
+        assert!(!image.has_root_filesystem());
+        assert_eq!(drivers.pod_address("fn"), PodAddress::Node);
+        // A pod whose OCI image fails stays without an address.
+        let gone = pull_for("gone", Some("oci"));
+        assert!(drivers.prepare("r/gone:1", &gone).await.is_err());
+        assert_eq!(drivers.pod_address("gone"), PodAddress::Pending);
+        drivers.pod_finished("db").await;
+        assert_eq!(drivers.pod_address("db"), PodAddress::Pending);
+        drivers.retain_pods(&HashSet::new()).await;
+        assert_eq!(drivers.pod_address("fn"), PodAddress::Pending);
     }
 }

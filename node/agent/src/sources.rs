@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelecto
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::driver::error_chain;
-use crate::quantity;
 
 /// Why a pod's configuration could not be put together. The messages follow
 /// kubelet's, since users search for them.
@@ -46,8 +45,11 @@ pub struct Allocatable {
 /// What the downward API and volumes need to know about the pod and its node.
 pub struct PodFacts<'a> {
     pub pod: &'a Pod,
-    /// The node's address, also every Wasm pod's IP for now.
+    /// The node's address (`status.hostIP`).
     pub host_ip: &'a str,
+    /// The pod's address (`status.podIP`): its sandbox's for an OCI pod, the
+    /// node's for a Wasm pod (which shares the node's network).
+    pub pod_ip: &'a str,
     pub allocatable: Allocatable,
     /// Host directories of the pod's bound PersistentVolumeClaims, by claim name.
     pub claims: &'a HashMap<String, PathBuf>,
@@ -160,8 +162,8 @@ fn api_error(what: String, error: &ClusterError) -> SourceError {
 }
 
 /// The downward API's `fieldRef`: the value of `field_path` for this pod.
-/// `host_ip` is the node's address, which is also every Wasm pod's IP for now.
-pub fn pod_field(pod: &Pod, host_ip: &str, field_path: &str) -> Result<String, SourceError> {
+pub fn pod_field(facts: &PodFacts, field_path: &str) -> Result<String, SourceError> {
+    let pod = facts.pod;
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
     let map_entry = |map: &Option<std::collections::BTreeMap<String, String>>, key: &str| {
@@ -187,9 +189,9 @@ pub fn pod_field(pod: &Pod, host_ip: &str, field_path: &str) -> Result<String, S
         "spec.serviceAccountName" => spec
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".to_string()),
-        "status.podIP" | "status.hostIP" | "status.podIPs" | "status.hostIPs" => {
-            host_ip.to_string()
-        }
+        // One address of each family at most: the lists hold just the one.
+        "status.podIP" | "status.podIPs" => facts.pod_ip.to_string(),
+        "status.hostIP" | "status.hostIPs" => facts.host_ip.to_string(),
         _ => {
             if let Some(key) = subscript("metadata.labels") {
                 map_entry(&meta.labels, &key)
@@ -247,7 +249,8 @@ pub fn container_resource(
     };
     let set = quantities
         .and_then(|q| q.get(resource))
-        .and_then(|q| quantity::parse(&q.0));
+        .and_then(|q| skiff_quantity::parse(&q.0).ok())
+        .map(|q| q.as_f64());
     let value = match (set, list, resource) {
         (Some(value), _, _) => value,
         (None, "limits", "cpu") => allocatable.cpu_cores,
@@ -258,7 +261,8 @@ pub fn container_resource(
     let divisor = selector
         .divisor
         .as_ref()
-        .and_then(|d| quantity::parse(&d.0))
+        .and_then(|d| skiff_quantity::parse(&d.0).ok())
+        .map(|d| d.as_f64())
         .filter(|d| *d > 0.0)
         .unwrap_or(1.0);
     Ok(format!("{}", (value / divisor).ceil() as i64))
@@ -305,13 +309,25 @@ mod tests {
     #[test]
     fn pod_fields() {
         let pod = pod();
-        let field = |path| pod_field(&pod, "10.0.0.1", path);
+        let facts = PodFacts {
+            pod: &pod,
+            host_ip: "10.0.0.1",
+            pod_ip: "172.17.0.4",
+            allocatable: Allocatable {
+                cpu_cores: 1.0,
+                memory_bytes: 1e9,
+            },
+            claims: &HashMap::new(),
+        };
+        let field = |path| pod_field(&facts, path);
         assert_eq!(field("metadata.name").unwrap(), "web");
         assert_eq!(field("metadata.labels['app']").unwrap(), "web");
         assert_eq!(field("metadata.labels").unwrap(), "app=\"web\"\ntier=\"a\"");
         assert_eq!(field("spec.nodeName").unwrap(), "n1");
         assert_eq!(field("spec.serviceAccountName").unwrap(), "default");
-        assert_eq!(field("status.podIP").unwrap(), "10.0.0.1");
+        assert_eq!(field("status.podIP").unwrap(), "172.17.0.4");
+        assert_eq!(field("status.podIPs").unwrap(), "172.17.0.4");
+        assert_eq!(field("status.hostIP").unwrap(), "10.0.0.1");
         assert!(matches!(
             field("spec.bogus"),
             Err(SourceError::FieldPath(_))

@@ -18,7 +18,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Container;
 use skiff_agent::driver::{
     BoxError, ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, ExecSpec,
-    ExitStatus, ImagePullPolicy, MountSpec, PodSandbox, PrepareError, PreparedImage,
+    ExitStatus, ImagePullPolicy, MountSpec, PodAddress, PodSandbox, PrepareError, PreparedImage,
     ProcessContext, ProcessSpec, PullRequest, RunError, ServedPort,
 };
 use tokio::io::AsyncWriteExt;
@@ -380,7 +380,7 @@ impl OciDriver {
         if pull.policy != ImagePullPolicy::Always
             && let Some((local, shown)) = self.local_image(image).await.map_err(pull_error)?
         {
-            return Ok(PreparedImage::new(shown, local));
+            return Ok(PreparedImage::new(shown, local).with_root_filesystem());
         }
         if pull.policy == ImagePullPolicy::Never {
             return Err(pull_error(
@@ -393,7 +393,7 @@ impl OciDriver {
             .await
             .map_err(pull_error)?
             .ok_or_else(|| pull_error("the engine pulled the image but cannot find it".into()))?;
-        Ok(PreparedImage::new(shown, local))
+        Ok(PreparedImage::new(shown, local).with_root_filesystem())
     }
 
     /// Builds the default pause image from the host's static busybox if the
@@ -696,7 +696,7 @@ impl OciDriver {
                 .map_err(run_error)?,
         };
         if let Some(report) = process.started_report.take() {
-            report(format!("docker://{id}"));
+            report(Some(format!("docker://{id}")));
         }
         let key = (context.pod.uid.clone(), context.container.name.clone());
         self.inner
@@ -885,6 +885,12 @@ impl ContainerDriver for OciDriver {
 
     fn pod_ip(&self, pod_uid: &str) -> Option<IpAddr> {
         self.inner.ips.lock().expect("ips").get(pod_uid).copied()
+    }
+
+    /// An OCI pod's address is its sandbox's: pending until that exists.
+    fn pod_address(&self, pod_uid: &str) -> PodAddress {
+        self.pod_ip(pod_uid)
+            .map_or(PodAddress::Pending, PodAddress::Own)
     }
 
     fn pod_finished<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, ()> {

@@ -9,30 +9,11 @@ pub struct Limits {
     pub nano_cpus: Option<i64>,
 }
 
-/// Parses a Kubernetes quantity into a number of `unit`s (1 for bytes,
-/// 1e9 for nano-CPUs), rounding up.
-fn quantity(text: &str, scale: f64) -> Option<i64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0_f64.powi(4),
-        _ => return None,
-    };
-    let value = (number * factor * scale).ceil();
-    (value.is_finite() && value > 0.0 && value < i64::MAX as f64).then_some(value as i64)
+/// A limit in `10^exponent` units (bytes: `0`, nano-CPUs: `-9`), rounded up;
+/// `None` unless it is a positive quantity.
+fn quantity(text: &str, exponent: i32) -> Option<i64> {
+    let value = skiff_quantity::parse(text).ok()?.scaled_value(exponent);
+    (value > 0 && value < i64::MAX).then_some(value)
 }
 
 /// The container's `resources.limits.memory` and `.cpu`.
@@ -43,13 +24,13 @@ pub fn limits(container: &Container) -> Result<Limits, String> {
     };
     if let Some(memory) = given.get("memory") {
         limits.memory =
-            Some(quantity(&memory.0, 1.0).ok_or_else(|| {
+            Some(quantity(&memory.0, 0).ok_or_else(|| {
                 format!("resources.limits.memory {:?} is not a quantity", memory.0)
             })?);
     }
     if let Some(cpu) = given.get("cpu") {
         limits.nano_cpus = Some(
-            quantity(&cpu.0, 1e9)
+            quantity(&cpu.0, -9)
                 .ok_or_else(|| format!("resources.limits.cpu {:?} is not a quantity", cpu.0))?,
         );
     }

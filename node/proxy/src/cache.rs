@@ -4,7 +4,8 @@
 //! change bumps a counter on a `watch` channel, so the NodePort listeners
 //! know when to look again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -36,6 +37,18 @@ pub struct Caches {
     /// For Ingress TLS: certificates and keys.
     pub secrets: Store<Secret>,
     changed: watch::Receiver<u64>,
+    /// The EndpointSlices by Service, rebuilt after a slice changed.
+    slice_index: Arc<Mutex<SliceIndex>>,
+    slices_changed: watch::Receiver<u64>,
+}
+
+/// `(namespace, service)` → its EndpointSlices in name order, as of one
+/// value of the slices' change counter. A lookup per request stays O(1)
+/// however many Services the node routes to.
+#[derive(Default)]
+struct SliceIndex {
+    version: Option<u64>,
+    by_service: HashMap<(String, String), Vec<Arc<EndpointSlice>>>,
 }
 
 impl Caches {
@@ -43,9 +56,17 @@ impl Caches {
     pub fn start(client: &kube::Client, tasks: &TaskTracker, cancel: &CancellationToken) -> Caches {
         let (tx, changed) = watch::channel(0u64);
         let tx = Arc::new(tx);
+        let (slices_tx, slices_changed) = watch::channel(0u64);
+        let slices_tx = Arc::new(slices_tx);
         Caches {
             services: reflect(Api::all(client.clone()), tasks, cancel, &tx),
-            slices: reflect(Api::all(client.clone()), tasks, cancel, &tx),
+            slices: reflect_also(
+                Api::all(client.clone()),
+                tasks,
+                cancel,
+                &tx,
+                Some(slices_tx),
+            ),
             ingresses: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             nodes: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             deployments: reflect(Api::all(client.clone()), tasks, cancel, &tx),
@@ -54,6 +75,8 @@ impl Caches {
             namespaces: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             secrets: reflect(Api::all(client.clone()), tasks, cancel, &tx),
             changed,
+            slice_index: Arc::default(),
+            slices_changed,
         }
     }
 
@@ -79,24 +102,40 @@ impl Caches {
         self.services.get(&ObjectRef::new(name).within(namespace))
     }
 
-    /// The EndpointSlices of a Service.
+    /// The EndpointSlices of a Service, in name order.
     pub fn slices_of(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
-        let mut slices: Vec<Arc<EndpointSlice>> = self
-            .slices
-            .state()
-            .into_iter()
-            .filter(|s| {
-                s.metadata.namespace.as_deref() == Some(namespace)
-                    && s.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                        .map(String::as_str)
-                        == Some(service)
-            })
-            .collect();
-        slices.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        slices
+        let version = *self.slices_changed.borrow();
+        let mut index = self.slice_index.lock().expect("slice index lock");
+        if index.version != Some(version) {
+            let mut by_service: HashMap<(String, String), Vec<Arc<EndpointSlice>>> = HashMap::new();
+            for slice in self.slices.state() {
+                let Some(owner) = slice
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                else {
+                    continue;
+                };
+                let key = (
+                    slice.metadata.namespace.clone().unwrap_or_default(),
+                    owner.clone(),
+                );
+                by_service.entry(key).or_default().push(slice);
+            }
+            for slices in by_service.values_mut() {
+                slices.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            }
+            *index = SliceIndex {
+                version: Some(version),
+                by_service,
+            };
+        }
+        index
+            .by_service
+            .get(&(namespace.to_string(), service.to_string()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
@@ -152,10 +191,31 @@ where
         + Sync
         + 'static,
 {
+    reflect_also(api, tasks, cancel, changed, None)
+}
+
+/// [`reflect`], bumping `also` too on each change of this kind.
+fn reflect_also<K>(
+    api: Api<K>,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+    changed: &Arc<watch::Sender<u64>>,
+    also: Option<Arc<watch::Sender<u64>>>,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    // Every event, not only touched objects: the end of a re-list replaces the
+    // store (dropping objects deleted meanwhile) without touching any object.
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     let cancel = cancel.clone();
     let changed = Arc::clone(changed);
     tasks.spawn(async move {
@@ -164,7 +224,14 @@ where
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 event = stream.next() => match event {
-                    Some(Ok(_)) => { changed.send_modify(|n| *n += 1); }
+                    Some(Ok(_)) => {
+                        // The kind's own counter first: whoever wakes on the
+                        // shared one must find the kind's index stale already.
+                        if let Some(also) = &also {
+                            also.send_modify(|n| *n += 1);
+                        }
+                        changed.send_modify(|n| *n += 1);
+                    }
                     Some(Err(err)) => tracing::debug!(error = %err, "gateway watch error; retrying"),
                     None => break,
                 },

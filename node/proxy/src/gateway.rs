@@ -17,7 +17,6 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::net::TcpStream;
 
@@ -26,6 +25,7 @@ use crate::config::GatewayConfig;
 use crate::endpoints::{Balancer, Endpoint, affinity, ready_endpoints, service_port};
 use crate::metrics::Metrics;
 use crate::netpol::{self, Caller, Verdict};
+use crate::pool::{Connection, Pool, Sent};
 use crate::route::{self, Route};
 use crate::scaler::{InFlight, Scaler, Target};
 use crate::upstream::{HOP_HEADER, Resolver, Upstream};
@@ -59,6 +59,10 @@ impl Client {
     }
 }
 
+/// How often one request is sent again after a pooled connection turned out
+/// to be closed before the request went out.
+const MAX_UNSENT: usize = 3;
+
 /// Everything a request needs, shared by all connections.
 pub struct Gateway {
     pub config: GatewayConfig,
@@ -69,6 +73,8 @@ pub struct Gateway {
     pub balancer: Balancer,
     pub metrics: Metrics,
     pub scaler: Arc<Scaler>,
+    /// Keep-alive connections to backends.
+    pub pool: Pool,
 }
 
 /// A response made by the gateway itself.
@@ -503,12 +509,15 @@ impl Gateway {
         // stops between our connect and its accept).
         let retryable = body.is_end_stream() && (parts.method.is_idempotent());
         let template = retryable.then(|| parts.clone());
-        let mut body = Some(body);
+        let mut body = Some(body.boxed());
         let mut start = 0;
+        // Pooled connections the backend had closed before our request went
+        // out; each sends the request again on another connection.
+        let mut unsent = 0;
         loop {
             // Connecting first means a refused connection (a pod that just
             // stopped) costs nothing but a try of the next endpoint.
-            let (chosen, stream) = match self.connect_from(&candidates, start).await {
+            let (chosen, connection) = match self.connection_from(&candidates, start).await {
                 Ok(connected) => connected,
                 Err(last) => {
                     return text(
@@ -519,7 +528,7 @@ impl Gateway {
             };
             let (endpoint, upstream) = &candidates[chosen];
             let request_body = match body.take() {
-                Some(body) => body.boxed(),
+                Some(body) => body,
                 None => http_body_util::Empty::new().map_err(|e| match e {}).boxed(),
             };
             let mut request_parts = template.clone().unwrap_or_else(|| parts.clone());
@@ -529,12 +538,30 @@ impl Gateway {
                 request_parts.headers.insert(HOP_HEADER, value);
             }
             let request = Request::from_parts(request_parts, request_body);
-            match self.send(stream, request).await {
+            match self.send(connection, request).await {
                 Ok(response) => {
                     self.balancer.served(&route.label, peer.ip(), endpoint);
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     return Response::from_parts(parts, body.boxed());
+                }
+                Err(SendError::NotSent(request)) if unsent < MAX_UNSENT => {
+                    tracing::debug!(
+                        endpoint = endpoint.key,
+                        "pooled connection was closed; sending again"
+                    );
+                    unsent += 1;
+                    body = Some(request.into_body());
+                    start = chosen;
+                }
+                Err(SendError::NotSent(_)) => {
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "endpoint {} of Service {service} closed every connection before the request was sent",
+                            endpoint.key
+                        ),
+                    );
                 }
                 Err(SendError::Timeout) => {
                     return text(
@@ -564,23 +591,48 @@ impl Gateway {
         }
     }
 
+    /// A connection to the first candidate from `start` on: an idle pooled
+    /// one, else a new one to the first that accepts.
+    async fn connection_from(
+        &self,
+        candidates: &[(Endpoint, Upstream)],
+        start: usize,
+    ) -> Result<(usize, Connection), String> {
+        if let Some((_, upstream)) = candidates.get(start)
+            && let Some(connection) = self.pool.take(upstream.address())
+        {
+            return Ok((start, connection));
+        }
+        let mut from = start;
+        loop {
+            let (chosen, stream) = self.connect_from(candidates, from).await?;
+            let address = candidates[chosen].1.address();
+            match self.pool.open(address, stream).await {
+                Ok(connection) => return Ok((chosen, connection)),
+                Err(err) if chosen + 1 < candidates.len() => {
+                    tracing::debug!(address, %err, "backend handshake failed; trying the next");
+                    from = chosen + 1;
+                }
+                Err(err) => return Err(format!("{address}: {err}")),
+            }
+        }
+    }
+
     async fn send(
         &self,
-        stream: TcpStream,
+        connection: Connection,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(SendError::Failed)?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%err, "backend connection ended");
-            }
-        });
-        match tokio::time::timeout(self.config.response_timeout, sender.send_request(request)).await
+        match tokio::time::timeout(
+            self.config.response_timeout,
+            self.pool.send(connection, request),
+        )
+        .await
         {
             Err(_) => Err(SendError::Timeout),
-            Ok(result) => result.map_err(SendError::Failed),
+            Ok(Sent::Response(response)) => Ok(response),
+            Ok(Sent::NotSent(request)) => Err(SendError::NotSent(Box::new(request))),
+            Ok(Sent::Failed(err)) => Err(SendError::Failed(err)),
         }
     }
 }
@@ -617,5 +669,7 @@ impl std::fmt::Display for NoCandidate {
 
 enum SendError {
     Timeout,
+    /// The connection closed before the request was written; here it is back.
+    NotSent(Box<Request<Body>>),
     Failed(hyper::Error),
 }

@@ -52,6 +52,7 @@ pub mod netpol;
 pub mod nodeport;
 pub mod podnet;
 pub mod policy;
+pub mod pool;
 mod publish;
 pub mod route;
 pub mod scaler;
@@ -188,6 +189,7 @@ pub fn start(
         config: config.clone(),
         scaler,
         caller_token: caller_token.clone(),
+        pool: pool::Pool::default(),
     });
     tasks.spawn(publish::run(
         client,

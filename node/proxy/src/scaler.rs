@@ -64,7 +64,8 @@ struct Activity {
     window: VecDeque<f64>,
     /// The replicas seen at the last tick.
     replicas: Option<i32>,
-    woken: Option<Instant>,
+    /// The last wake-up: when, and the Deployment's resourceVersion then.
+    woken: Option<(Instant, Option<String>)>,
 }
 
 impl Activity {
@@ -121,6 +122,48 @@ struct Index {
     version: Option<u64>,
     by_service: HashMap<(String, String), Arc<Target>>,
     targets: Vec<Arc<Target>>,
+}
+
+/// The annotated Deployments of one namespace, in name order, found by any
+/// one of their pod template labels: a selector is matched against the
+/// Deployments that carry its rarest label only, so building the index costs
+/// about one lookup per Service, not one comparison per Service and Deployment.
+#[derive(Default)]
+struct Candidates {
+    deployments: Vec<(Labels, Arc<Target>)>,
+    by_label: HashMap<(String, String), Vec<usize>>,
+}
+
+impl Candidates {
+    fn add(&mut self, labels: Labels, target: Arc<Target>) {
+        let at = self.deployments.len();
+        for (key, value) in &labels {
+            self.by_label
+                .entry((key.clone(), value.clone()))
+                .or_default()
+                .push(at);
+        }
+        self.deployments.push((labels, target));
+    }
+
+    /// The first Deployment (by name) whose labels the non-empty `selector` matches.
+    fn first_selected(&self, selector: &Labels) -> Option<&Arc<Target>> {
+        let rarest = selector
+            .iter()
+            .map(|(k, v)| {
+                self.by_label
+                    .get(&(k.clone(), v.clone()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|found| found.len())?;
+        rarest.iter().find_map(|&at| {
+            let (labels, target) = &self.deployments[at];
+            selector
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+                .then_some(target)
+        })
+    }
 }
 
 pub struct Scaler {
@@ -216,23 +259,29 @@ impl Scaler {
 
     /// Scale `target` to one replica if it is at zero (once per [`WAKE_AGAIN`]).
     pub fn wake(&self, target: &Target) {
-        let replicas = self
-            .caches
-            .deployment(&target.namespace, &target.name)
-            .map(|d| spec_replicas(&d));
-        if replicas != Some(0) {
+        let Some(deployment) = self.caches.deployment(&target.namespace, &target.name) else {
+            return;
+        };
+        if spec_replicas(&deployment) != 0 {
             return;
         }
+        let version = deployment.metadata.resource_version.clone();
         let now = Instant::now();
         {
             let mut activity = self.activity.lock().expect("scaler lock");
             let a = activity
                 .entry(target.key())
                 .or_insert_with(|| Activity::new(now));
-            if a.woken.is_some_and(|at| now - at < WAKE_AGAIN) {
+            // Our last scale-up is still on its way (the Deployment has not
+            // changed since): do not send it again yet. Once the Deployment
+            // changed (it came up, and was scaled to zero again), wake at once.
+            if a.woken
+                .as_ref()
+                .is_some_and(|(at, seen)| now - *at < WAKE_AGAIN && *seen == version)
+            {
                 return;
             }
-            a.woken = Some(now);
+            a.woken = Some((now, version));
         }
         let client = self.client.clone();
         let target = target.clone();
@@ -260,9 +309,8 @@ impl Scaler {
     }
 
     fn build_index(&self, version: u64) -> Index {
-        // Per namespace: each annotated Deployment's pod template labels.
-        let mut by_namespace: HashMap<String, Vec<(Labels, Arc<Target>)>> = HashMap::new();
         let mut targets = Vec::new();
+        let mut by_namespace: HashMap<String, Candidates> = HashMap::new();
         let mut deployments = self.caches.deployments.state();
         deployments.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         for deployment in deployments {
@@ -292,7 +340,7 @@ impl Scaler {
             by_namespace
                 .entry(namespace)
                 .or_default()
-                .push((labels, target));
+                .add(labels, target);
         }
         let mut by_service = HashMap::new();
         if !by_namespace.is_empty() {
@@ -304,13 +352,7 @@ impl Scaler {
                 let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
                     continue;
                 };
-                if selector.is_empty() {
-                    continue;
-                }
-                if let Some((_, target)) = candidates
-                    .iter()
-                    .find(|(labels, _)| selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
-                {
+                if let Some(target) = candidates.first_selected(selector) {
                     let name = service.metadata.name.clone().unwrap_or_default();
                     by_service.insert((namespace, name), Arc::clone(target));
                 }
@@ -512,6 +554,49 @@ async fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn target(name: &str) -> Arc<Target> {
+        Arc::new(Target {
+            namespace: "ns".into(),
+            name: name.into(),
+            policy: ScalePolicy::from_annotations(Some(&labels(&[(
+                crate::policy::SCALE_TO_ZERO_AFTER,
+                "30s",
+            )])))
+            .unwrap()
+            .unwrap(),
+        })
+    }
+
+    #[test]
+    fn a_selector_finds_the_first_deployment_carrying_all_its_labels() {
+        let mut candidates = Candidates::default();
+        candidates.add(labels(&[("app", "web"), ("tier", "a")]), target("a"));
+        candidates.add(labels(&[("app", "web"), ("tier", "b")]), target("b"));
+        candidates.add(labels(&[("app", "api")]), target("c"));
+        let found = |pairs: &[(&str, &str)]| {
+            candidates
+                .first_selected(&labels(pairs))
+                .map(|t| t.name.clone())
+        };
+        assert_eq!(found(&[("app", "web")]).as_deref(), Some("a"));
+        assert_eq!(
+            found(&[("app", "web"), ("tier", "b")]).as_deref(),
+            Some("b")
+        );
+        assert_eq!(found(&[("tier", "b")]).as_deref(), Some("b"));
+        assert_eq!(found(&[("app", "api")]).as_deref(), Some("c"));
+        assert_eq!(found(&[("app", "api"), ("tier", "a")]), None);
+        assert_eq!(found(&[("app", "db")]), None);
+        assert_eq!(found(&[]), None);
+    }
 
     #[test]
     fn in_flight_mean_over_a_tick() {

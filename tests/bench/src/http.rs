@@ -8,7 +8,6 @@
 //! `cargo install wasmtime-cli --version 48.0.8 --locked`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,11 +17,9 @@ use kube::Api;
 use kube::api::PostParams;
 
 use crate::pod_start::node::{SkiffNode, build_skiff};
-use crate::process::{Managed, free_port};
+use crate::process::free_port;
 use crate::report::{Better, Comparison};
-
-/// The wasmtime version the workspace links (Cargo.lock); the peer must match.
-const WASMTIME_VERSION: &str = "48.0.8";
+use crate::wasmtime::{find_wasmtime, start_serve, wait_answers};
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
@@ -64,11 +61,11 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
     drop(node);
 
     let port = free_port()?;
-    let peer_process = start_wasmtime_serve(&wasmtime, &options.component, port).await?;
+    let peer_process = start_serve(&wasmtime, &options.component, port).await?;
     let peer = measure("wasmtime serve", port, &options).await?;
     drop(peer_process);
 
-    let peer_name = format!("wasmtime-serve-{WASMTIME_VERSION}");
+    let peer_name = crate::wasmtime::peer_name();
     Ok(vec![
         Comparison {
             bench: "http",
@@ -91,35 +88,6 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
     ])
 }
 
-fn find_wasmtime() -> Result<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join("wasmtime"))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".cargo/bin/wasmtime"));
-    }
-    let Some(found) = candidates.into_iter().find(|p| p.is_file()) else {
-        bail!(
-            "the peer `wasmtime` is not installed; install the version the workspace uses with\n  \
-             cargo install wasmtime-cli --version {WASMTIME_VERSION} --locked\n(it takes a while)"
-        );
-    };
-    let version = Command::new(&found).arg("--version").output()?;
-    let version = String::from_utf8_lossy(&version.stdout).into_owned();
-    if !version.contains(WASMTIME_VERSION) {
-        eprintln!(
-            "bench: warning: {} is {}, not {WASMTIME_VERSION}",
-            found.display(),
-            version.trim()
-        );
-    }
-    Ok(found)
-}
-
 /// Creates the hello-http pod with `hostPort: port` and waits until it answers.
 async fn serve_pod(node: &SkiffNode, component: &Path, port: u16) -> Result<()> {
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -137,47 +105,6 @@ async fn serve_pod(node: &SkiffNode, component: &Path, port: u16) -> Result<()> 
     wait_answers(port, Duration::from_secs(120))
         .await
         .with_context(|| format!("the pod did not serve; see {}", node.log.display()))
-}
-
-async fn start_wasmtime_serve(wasmtime: &Path, component: &Path, port: u16) -> Result<Managed> {
-    let child = Command::new(wasmtime)
-        .arg("serve")
-        .arg("--addr")
-        .arg(format!("127.0.0.1:{port}"))
-        // hello-http's std imports wasi:cli beyond the proxy world (env, exit).
-        .arg("-Scli")
-        .arg(component)
-        .stdin(Stdio::null())
-        // The guest logs a line per request, as it does on the node.
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {} serve", wasmtime.display()))?;
-    let mut process = Managed::new(child, "wasmtime serve", Duration::from_secs(5));
-    wait_answers(port, Duration::from_secs(60)).await?;
-    process.check_running()?;
-    eprintln!(
-        "bench: wasmtime serve (pid {}) on port {port}",
-        process.pid()
-    );
-    Ok(process)
-}
-
-async fn wait_answers(port: u16, timeout: Duration) -> Result<()> {
-    let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/ready");
-    let start = Instant::now();
-    loop {
-        if let Ok(response) = client.get(&url).send().await
-            && response.status().is_success()
-        {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            bail!("nothing answered on port {port} within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Closed-loop load: each connection sends its next request when the last one

@@ -11,13 +11,19 @@
 //! - `http`: `examples/hello-http` served by the node vs `wasmtime serve`: requests/s
 //!   and p99 latency under the same closed-loop load.
 //! - `gateway`: requests/s and p99 through the node gateway to `examples/hello-http`
-//!   (one endpoint), against a native hyper hello server.
+//!   (one and N endpoints), against `wasmtime serve` and a native hyper hello server.
+//! - `cold-start`: first response from a Deployment scaled to zero, through the
+//!   gateway, against `wasmtime serve`'s process start → first response.
+//! - `density`: thousands of functions (Deployment + Service, scaled to zero) on one
+//!   node, and request latency through the gateway over a sample of them.
 //! - `store`: etcd 3.4 (Debian's `etcd`) against `skiff-store`, 1 and 3 members.
 //! - `scheduler`: pods bound per second on 1,000 and 5,000 fake nodes and bind
 //!   latency, against kube-scheduler's published throughput.
 //!
 //! Figures and the commands that produced them are in `docs/benchmarks.md`.
 
+mod cold_start;
+mod density;
 mod gateway;
 mod http;
 mod pod_start;
@@ -25,6 +31,7 @@ mod process;
 mod report;
 mod scheduler;
 mod store;
+mod wasmtime;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -45,8 +52,13 @@ enum Bench {
     PodStart(pod_start::Options),
     /// hello-http on the node vs `wasmtime serve`: requests/s and p99.
     Http(http::Options),
-    /// Requests/s and p99 through the node gateway to hello-http vs a native hyper hello.
+    /// Requests/s and p99 through the node gateway to hello-http vs `wasmtime serve`
+    /// and a native hyper hello.
     Gateway(gateway::Options),
+    /// First response from zero replicas through the gateway vs `wasmtime serve` start.
+    ColdStart(cold_start::Options),
+    /// Functions deployed on one node (scaled to zero) and request p99 through the gateway.
+    Density(density::Options),
     /// The native hello server `gateway` compares with (not for direct use).
     #[command(hide = true)]
     HelloServer(gateway::HelloServerOptions),
@@ -66,6 +78,8 @@ async fn main() -> Result<()> {
         Bench::PodStart(options) => pod_start::run(options).await?,
         Bench::Http(options) => http::run(options).await?,
         Bench::Gateway(options) => gateway::run(options).await?,
+        Bench::ColdStart(options) => cold_start::run(options).await?,
+        Bench::Density(options) => density::run(options).await?,
         Bench::HelloServer(options) => return gateway::serve_hello(options).await,
         Bench::Store(options) => store::run(options).await?,
         Bench::Scheduler(options) => scheduler::run(options).await?,

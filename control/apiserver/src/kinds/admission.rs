@@ -12,6 +12,7 @@
 //!   or `limits.memory` is Forbidden ("exceeded quota"), as Kubernetes words it.
 
 use serde_json::{Value, json};
+use skiff_quantity::scaled_or_zero;
 use skiff_store::Store;
 
 use crate::error::{ApiError, ApiResult};
@@ -38,23 +39,23 @@ fn usage(pod: &Value) -> [(&'static [&'static str], i64); 5] {
     let mut limits = (0, 0);
     for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
         let resources = &container["resources"];
-        let amount = |map: &str, name: &str, scale: f64| {
+        let amount = |map: &str, name: &str, exponent: i32| {
             resources[map][name]
                 .as_str()
-                .map_or(0, |q| quantity(q, scale))
+                .map_or(0, |q| scaled_or_zero(q, exponent))
         };
         // A resource with only a limit requests the limit.
-        let request = |name: &str, scale: f64| {
+        let request = |name: &str, exponent: i32| {
             if resources["requests"][name].is_string() {
-                amount("requests", name, scale)
+                amount("requests", name, exponent)
             } else {
-                amount("limits", name, scale)
+                amount("limits", name, exponent)
             }
         };
-        requests.0 += request("cpu", 1000.0);
-        requests.1 += request("memory", 1.0);
-        limits.0 += amount("limits", "cpu", 1000.0);
-        limits.1 += amount("limits", "memory", 1.0);
+        requests.0 += request("cpu", -3);
+        requests.1 += request("memory", 0);
+        limits.0 += amount("limits", "cpu", -3);
+        limits.1 += amount("limits", "memory", 0);
     }
     [
         (&["pods", "count/pods"], 1),
@@ -63,30 +64,6 @@ fn usage(pod: &Value) -> [(&'static [&'static str], i64); 5] {
         (&["limits.cpu"], limits.0),
         (&["limits.memory"], limits.1),
     ]
-}
-
-/// A quantity times `scale`, rounded up; 0 when it does not parse.
-fn quantity(text: &str, scale: f64) -> i64 {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        _ => return 0,
-    };
-    number
-        .parse::<f64>()
-        .map_or(0, |n| (n * factor * scale).ceil() as i64)
 }
 
 /// An amount as the quota message prints it (CPU in cores or millicores).
@@ -142,8 +119,8 @@ async fn quota(store: &Store, pod: &Value) -> ApiResult<()> {
                 let Some(limit) = hard[*name].as_str() else {
                     continue;
                 };
-                let scale = if name.contains("cpu") { 1000.0 } else { 1.0 };
-                let limit = quantity(limit, scale);
+                let exponent = if name.contains("cpu") { -3 } else { 0 };
+                let limit = scaled_or_zero(limit, exponent);
                 if *want > 0 && have + want > limit {
                     requested.push(format!("{name}={}", shown(name, *want)));
                     current.push(format!("{name}={}", shown(name, *have)));

@@ -77,13 +77,13 @@ impl PodMetrics for MetricsApi {
                 }
                 let mut usage = Usage::default();
                 for container in item["containers"].as_array().into_iter().flatten() {
-                    let read = |key: &str, scale: f64| {
+                    let read = |key: &str, exponent: i32| {
                         container["usage"][key]
                             .as_str()
-                            .map_or(0, |q| skiff_scheduler::facts::quantity(q, scale))
+                            .map_or(0, |q| skiff_quantity::scaled_or_zero(q, exponent))
                     };
-                    usage.milli_cpu += read("cpu", 1000.0);
-                    usage.memory += read("memory", 1.0);
+                    usage.milli_cpu += read("cpu", -3);
+                    usage.memory += read("memory", 0);
                 }
                 out.insert(name.to_string(), usage);
             }

@@ -12,7 +12,8 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use skiff_scheduler::facts::{PodInfo, quantity};
+use skiff_quantity::scaled_or_zero;
+use skiff_scheduler::facts::PodInfo;
 
 /// A pod's measured usage: CPU in millicores, memory in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -103,8 +104,8 @@ pub fn evaluate(
             current_value.average_utilization = Some(utilization as i32);
             utilization as f64 / f64::from(target_utilization.max(1))
         } else if let Some(value) = &target.average_value {
-            let scale = if name == "cpu" { 1000.0 } else { 1.0 };
-            let want = quantity(&value.0, scale).max(1);
+            let exponent = if name == "cpu" { -3 } else { 0 };
+            let want = scaled_or_zero(&value.0, exponent).max(1);
             average as f64 / want as f64
         } else {
             continue;

@@ -96,7 +96,7 @@ pub async fn resolve(
                         None => return Err(SourceError::SecretNotFound(selector.name.clone())),
                     }
                 } else if let Some(selector) = &from.field_ref {
-                    pod_field(facts.pod, facts.host_ip, &selector.field_path)?
+                    pod_field(facts, &selector.field_path)?
                 } else if let Some(selector) = &from.resource_field_ref {
                     container_resource(facts.pod, container, selector, facts.allocatable)?
                 } else {

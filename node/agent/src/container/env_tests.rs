@@ -108,6 +108,7 @@ async fn resolve_in_shop(container: &Container) -> Result<Resolved, SourceError>
     let facts = PodFacts {
         pod: &pod,
         host_ip: "127.0.0.1",
+        pod_ip: "127.0.0.1",
         allocatable: Allocatable {
             cpu_cores: 1.0,
             memory_bytes: 1e9,

@@ -68,8 +68,13 @@ pub fn limits(container: &Container) -> ProcessLimits {
     let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
     let get = |name: &str| limits.and_then(|l| l.get(name)).map(|q| q.0.as_str());
     ProcessLimits {
-        memory_bytes: get("memory").and_then(crate::quantity::bytes),
-        cpu_cores: get("cpu").and_then(crate::quantity::parse),
+        // A negative or malformed limit is no limit (validation refuses them).
+        memory_bytes: get("memory")
+            .and_then(|text| skiff_quantity::parse(text).ok())
+            .and_then(|q| u64::try_from(q.value()).ok()),
+        cpu_cores: get("cpu")
+            .and_then(|text| skiff_quantity::parse(text).ok())
+            .map(|q| q.as_f64()),
     }
 }
 

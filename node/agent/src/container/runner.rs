@@ -17,11 +17,12 @@ use super::{limits, ports};
 use crate::claims::LocalPath;
 use crate::cluster::Cluster;
 use crate::driver::{
-    ContainerDriver, ContainerTemplate, ImagePullPolicy, MountSpec, PodSandbox, PreparedImage,
-    ProcessContext, ProcessSpec, PullRequest, error_chain,
+    ContainerDriver, ContainerTemplate, ImagePullPolicy, MountSpec, PodAddress, PodSandbox,
+    PreparedImage, ProcessContext, ProcessSpec, PullRequest, error_chain,
 };
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
+use crate::metrics::NodeMetrics;
 use crate::pod::PodIdentity;
 use crate::ports::PortTable;
 use crate::running::RunningTable;
@@ -60,9 +61,12 @@ pub struct RunnerContext {
     pub ports: Arc<PortTable>,
     /// Where running containers are found for exec and usage.
     pub running: Arc<RunningTable>,
+    /// Counts container starts for the node's `/metrics`.
+    pub metrics: Arc<NodeMetrics>,
     /// The pod as the worker first saw it (for the downward API and volumes).
     pub pod_object: Arc<Pod>,
-    /// The node's address (the downward API's `status.podIP`/`hostIP`).
+    /// The node's address (the downward API's `status.hostIP`, and `status.podIP`
+    /// of a pod that shares the node's network).
     pub host_ip: String,
     pub allocatable: Allocatable,
     pub volumes: Arc<PodVolumes>,
@@ -119,7 +123,7 @@ impl ContainerRunner {
                 Phase::PrepareBackOff { delay, .. } | Phase::CrashLoopBackOff { delay } => {
                     self.back_off(*delay).await
                 }
-                Phase::Running { .. } => self.run_process().await,
+                Phase::Starting | Phase::Running { .. } => self.run_process().await,
                 // run_process always sees a stop through; nothing is left to do.
                 Phase::Stopping { .. } | Phase::Finished => break,
             };
@@ -173,9 +177,19 @@ impl ContainerRunner {
                 });
             }
         };
+        // Prepared by now, so an OCI pod's sandbox (and its IP) exists.
+        let pod_ip = match self.context.driver.pod_address(&self.context.pod.uid) {
+            PodAddress::Own(ip) => ip.to_string(),
+            PodAddress::Node | PodAddress::Pending => self.context.host_ip.clone(),
+        };
+        let root_filesystem = self
+            .prepared
+            .as_ref()
+            .is_some_and(PreparedImage::has_root_filesystem);
         let facts = PodFacts {
             pod: &pod,
             host_ip: &self.context.host_ip,
+            pod_ip: &pod_ip,
             allocatable: self.context.allocatable,
             claims: &claims,
         };
@@ -186,8 +200,8 @@ impl ContainerRunner {
             .set_up(pod_volumes, &facts, &mut sources)
             .await
         {
-            Ok(dirs) => volumes::mounts(&self.spec, &dirs).and_then(|mounts| {
-                let working_dir = volumes::working_dir(&self.spec, &mounts)?;
+            Ok(dirs) => volumes::mounts(&self.spec, &dirs, root_filesystem).and_then(|mounts| {
+                let working_dir = volumes::working_dir(&self.spec, &mounts, root_filesystem)?;
                 Ok((mounts, working_dir))
             }),
             Err(error) => {
@@ -257,12 +271,14 @@ impl ContainerRunner {
         match result {
             Ok(prepared) => {
                 let took = started.elapsed();
+                tracing::debug!(?took, "image prepared");
                 let message = format!("Successfully pulled image {image:?} in {took:.2?}");
                 self.event(EventType::Normal, "Pulled", message).await;
                 let image_id = prepared.image_id().to_string();
                 self.prepared = Some(prepared);
                 match self.configure().await {
                     Ok(launch) => {
+                        tracing::debug!(took = ?started.elapsed(), "container configured");
                         self.launch = Some(launch);
                         Input::Prepared { image_id }
                     }
@@ -449,12 +465,6 @@ impl ContainerRunner {
             format!("Created container: {name}"),
         )
         .await;
-        self.event(
-            EventType::Normal,
-            "Started",
-            format!("Started container {name}"),
-        )
-        .await;
         let driver = Arc::clone(&self.context.driver);
         let process_cancel = self.cancel.child_token();
         let kill = process_cancel.clone();
@@ -469,7 +479,9 @@ impl ContainerRunner {
         self.context.running.started(pod, &name, template);
         let (verdicts_tx, mut verdicts) = mpsc::unbounded_channel();
         let probes = Probes::of(&self.spec);
-        let mut probing = !probes.is_empty();
+        // Probing begins once the process runs (its delays count from then).
+        let has_probes = !probes.is_empty();
+        let mut probing = false;
         let prober = probe::supervise(probes, &checks, verdicts_tx);
         tokio::pin!(prober);
         // A stop wins over an exit seen at the same moment: the process's own
@@ -483,12 +495,16 @@ impl ContainerRunner {
                     self.event(EventType::Normal, "Killing", format!("Stopping container {name}")).await;
                     break attempt_done.await;
                 }
+                // Before the exit: a process that ran, however briefly, was started.
+                Some(runtime_id) = runtime_ids.recv() => {
+                    self.machine.step(Input::Launched { runtime_id }, Moment::now());
+                    self.context.metrics.container_started(self.machine.restart_count() > 0);
+                    self.report();
+                    probing = has_probes;
+                    self.event(EventType::Normal, "Started", format!("Started container {name}")).await;
+                }
                 result = &mut attempt_done => break result,
                 Some(verdict) = verdicts.recv() => self.on_verdict(verdict, &kill).await,
-                Some(id) = runtime_ids.recv() => {
-                    self.machine.step(Input::RuntimeId(id), Moment::now());
-                    self.report();
-                }
                 () = &mut prober, if probing => probing = false,
             }
         };

@@ -163,7 +163,7 @@ fn downward<'f>(
         .unwrap_or_else(Container::default);
     for item in items {
         let value = if let Some(field) = &item.field_ref {
-            pod_field(facts.pod, facts.host_ip, &field.field_path)?
+            pod_field(facts, &field.field_path)?
         } else if let Some(resource) = &item.resource_field_ref {
             container_resource(facts.pod, &first, resource, facts.allocatable)?
         } else {

@@ -55,6 +55,8 @@ pub enum VolumeError {
     BadMount { mount: String, message: String },
     #[error("workingDir {0:?} must be \"/\" or lie inside one of the container's volumeMounts")]
     WorkingDir(String),
+    #[error("workingDir {0:?} must be an absolute path")]
+    WorkingDirRelative(String),
 }
 
 /// A volume ready to mount.
@@ -216,7 +218,8 @@ impl PodVolumes {
                 .empty_dir
                 .as_ref()
                 .and_then(|e| e.size_limit.as_ref())
-                .and_then(|q| crate::quantity::bytes(&q.0))
+                .and_then(|q| skiff_quantity::parse(&q.0).ok())
+                .and_then(|q| u64::try_from(q.value()).ok())
             else {
                 continue;
             };
@@ -246,10 +249,14 @@ impl PodVolumes {
 }
 
 /// The container's mounts: each `volumeMount` as its volume's directory (or a
-/// `subPath` inside it, created if missing), read-only when either says so.
+/// `subPath` inside it, created as a directory if missing), read-only when
+/// either says so. A `subPath` naming a file is mounted as that file when the
+/// container has a root filesystem of its own (an OCI image); a Wasm guest
+/// can only be given directories.
 pub fn mounts(
     container: &Container,
     volumes: &HashMap<String, VolumeDir>,
+    root_filesystem: bool,
 ) -> Result<Vec<MountSpec>, VolumeError> {
     let mut specs = Vec::new();
     for mount in container.volume_mounts.iter().flatten() {
@@ -280,10 +287,15 @@ pub fn mounts(
                 std::fs::create_dir_all(&host_path)
                     .map_err(|e| bad(format!("creating subPath {sub:?}: {e}")))?;
             }
-            if !host_path.is_dir() {
-                return Err(bad(format!(
-                    "subPath {sub:?} is not a directory (Wasm guests mount directories only)"
-                )));
+            let mountable = host_path.is_dir() || (root_filesystem && host_path.is_file());
+            if !mountable {
+                return Err(bad(if root_filesystem {
+                    format!("subPath {sub:?} is neither a directory nor a file")
+                } else {
+                    format!(
+                        "subPath {sub:?} is not a directory (Wasm guests mount directories only)"
+                    )
+                }));
             }
         }
         specs.push(MountSpec {
@@ -295,14 +307,25 @@ pub fn mounts(
     Ok(specs)
 }
 
-/// The container's `workingDir`, if it has one: `/` or a directory inside a mount.
+/// The container's `workingDir`, if it has one. With a root filesystem of its
+/// own (an OCI image) any absolute path will do (the runtime creates it if
+/// missing, as container runtimes do for Kubernetes); a Wasm guest sees only
+/// its mounts, so it must be `/` or a directory inside one of them.
 pub fn working_dir(
     container: &Container,
     mounts: &[MountSpec],
+    root_filesystem: bool,
 ) -> Result<Option<String>, VolumeError> {
     let Some(dir) = container.working_dir.as_deref().filter(|d| !d.is_empty()) else {
         return Ok(None);
     };
+    if root_filesystem {
+        return if dir.starts_with('/') {
+            Ok(Some(dir.to_string()))
+        } else {
+            Err(VolumeError::WorkingDirRelative(dir.to_string()))
+        };
+    }
     let inside = |mount: &MountSpec| {
         let base = mount.container_path.trim_end_matches('/');
         dir == base

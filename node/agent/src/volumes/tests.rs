@@ -86,6 +86,7 @@ async fn volumes_become_directories_and_mounts() {
     let facts = PodFacts {
         pod: &pod,
         host_ip: "127.0.0.1",
+        pod_ip: "127.0.0.1",
         allocatable: Allocatable {
             cpu_cores: 1.0,
             memory_bytes: 1e9,
@@ -146,13 +147,13 @@ async fn volumes_become_directories_and_mounts() {
         working_dir: Some("/data/work".into()),
         ..Container::default()
     };
-    let specs = mounts(&container, &dirs).unwrap();
+    let specs = mounts(&container, &dirs, false).unwrap();
     assert_eq!(specs[0].host_path, dirs["scratch"].host_path.join("sub"));
     assert!(specs[0].host_path.is_dir());
     assert!(!specs[0].read_only);
     assert!(specs[1].read_only);
     assert_eq!(
-        working_dir(&container, &specs).unwrap().as_deref(),
+        working_dir(&container, &specs, false).unwrap().as_deref(),
         Some("/data/work")
     );
     let elsewhere = Container {
@@ -160,8 +161,42 @@ async fn volumes_become_directories_and_mounts() {
         ..container.clone()
     };
     assert!(matches!(
-        working_dir(&elsewhere, &specs),
+        working_dir(&elsewhere, &specs, false),
         Err(VolumeError::WorkingDir(_))
+    ));
+    // An image with its own root filesystem: anywhere absolute, created by the runtime.
+    assert_eq!(
+        working_dir(&elsewhere, &specs, true).unwrap().as_deref(),
+        Some("/tmp")
+    );
+    let relative = Container {
+        working_dir: Some("work".into()),
+        ..container.clone()
+    };
+    assert!(matches!(
+        working_dir(&relative, &specs, true),
+        Err(VolumeError::WorkingDirRelative(_))
+    ));
+
+    // A subPath naming a file: mounted as the file for an OCI image, refused for Wasm.
+    std::fs::write(dirs["scratch"].host_path.join("app.conf"), "x=1").unwrap();
+    let file_mount = Container {
+        volume_mounts: Some(vec![VolumeMount {
+            name: "scratch".into(),
+            mount_path: "/etc/app.conf".into(),
+            sub_path: Some("app.conf".into()),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    };
+    let specs = mounts(&file_mount, &dirs, true).unwrap();
+    assert_eq!(
+        specs[0].host_path,
+        dirs["scratch"].host_path.join("app.conf")
+    );
+    assert!(matches!(
+        mounts(&file_mount, &dirs, false),
+        Err(VolumeError::BadMount { .. })
     ));
 
     volumes_of_pod.remove().await;
@@ -177,6 +212,7 @@ async fn a_missing_config_map_fails_the_mount() {
     let facts = PodFacts {
         pod: &pod,
         host_ip: "127.0.0.1",
+        pod_ip: "127.0.0.1",
         allocatable: Allocatable {
             cpu_cores: 1.0,
             memory_bytes: 1e9,

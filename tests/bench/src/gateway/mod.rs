@@ -1,9 +1,12 @@
 //! `gateway`: requests per second and latency through the node gateway to
-//! `examples/hello-http` (one endpoint, a fresh Wasm instance per request),
-//! next to a native hyper hello server (a separate process, started by this
-//! binary's hidden `hello-server` subcommand), loaded the same way from this
-//! process on the same cores: `--connections` keep-alive HTTP/1.1
-//! connections, each sending its next request when the last one is answered.
+//! `examples/hello-http` (a fresh Wasm instance per request) with one and with
+//! `--endpoints` endpoints, next to two peers on the same cores: `wasmtime
+//! serve` of the same component (the target: the gateway's whole path
+//! at least as fast as wasmtime serving the component directly) and a native
+//! hyper hello server (a separate process, started by this binary's hidden
+//! `hello-server` subcommand). Every side is loaded the same way from this
+//! process: `--connections` keep-alive HTTP/1.1 connections, each sending its
+//! next request when the last one is answered.
 
 mod native;
 
@@ -16,8 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{ListParams, PostParams};
 use serde_json::json;
 
 use crate::pod_start::{SkiffNode, build_skiff};
@@ -43,6 +47,9 @@ pub struct Options {
     /// A `skiff` binary to use instead of building `--release --bin skiff`.
     #[arg(long)]
     pub skiff_bin: Option<PathBuf>,
+    /// Endpoints (replicas) of the second measurement (`rps_<N>ep`).
+    #[arg(long, default_value_t = 4)]
+    pub endpoints: i32,
 }
 
 /// What one side achieved.
@@ -59,6 +66,7 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
             options.guest.display()
         );
     }
+    let wasmtime = crate::wasmtime::find_wasmtime()?;
     let skiff = match &options.skiff_bin {
         Some(path) => path.clone(),
         None => build_skiff()?,
@@ -72,9 +80,21 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
     deploy(&node.client, &options.guest).await?;
     let host = "hello.bench";
     wait_answering(host, gateway).await?;
+    wait_endpoints(&node.client, 1).await?;
     eprintln!("bench: gateway {gateway}, Service {host}, 1 endpoint");
     let ours = load(host, gateway, &options).await?;
+    let n = options.endpoints;
+    scale(&node.client, n).await?;
+    wait_endpoints(&node.client, n).await?;
+    eprintln!("bench: gateway {gateway}, Service {host}, {n} endpoints");
+    let ours_n = load(host, gateway, &options).await?;
     drop(node);
+
+    let port = free_port()?;
+    let serve = crate::wasmtime::start_serve(&wasmtime, &options.guest, port).await?;
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    let wasmtime_peer = load("localhost", address, &options).await?;
+    drop(serve);
 
     let port = free_port()?;
     let child = Command::new(std::env::current_exe()?)
@@ -85,29 +105,80 @@ pub async fn run(options: Options) -> Result<Vec<Comparison>> {
     let _native = Managed::new(child, "native hello server", Duration::from_secs(5));
     let native: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_answering("localhost", native).await?;
-    let peer = load("localhost", native, &options).await?;
+    let native_peer = load("localhost", native, &options).await?;
 
-    let peer_name = "native-hyper-hello".to_string();
-    Ok(vec![
-        Comparison {
+    let mut comparisons = Vec::new();
+    let n_label = format!("{n}ep");
+    let pairs = [
+        ("1ep", &ours, &wasmtime_peer, crate::wasmtime::peer_name()),
+        (
+            n_label.as_str(),
+            &ours_n,
+            &wasmtime_peer,
+            crate::wasmtime::peer_name(),
+        ),
+        ("1ep", &ours, &native_peer, "native-hyper-hello".to_string()),
+    ];
+    for (endpoints, ours, peer, peer_name) in pairs {
+        comparisons.push(Comparison {
             bench: "gateway",
-            metric: "rps_1ep".into(),
+            metric: format!("rps_{endpoints}"),
             ours: ours.per_second,
             peer: peer.per_second,
             peer_name: peer_name.clone(),
             unit: "req/s",
             better: Better::Higher,
-        },
-        Comparison {
+        });
+        comparisons.push(Comparison {
             bench: "gateway",
-            metric: "p99_ms_1ep".into(),
+            metric: format!("p99_ms_{endpoints}"),
             ours: ours.latency.percentile_ms(99.0),
             peer: peer.latency.percentile_ms(99.0),
             peer_name,
             unit: "ms",
             better: Better::Lower,
-        },
-    ])
+        });
+    }
+    Ok(comparisons)
+}
+
+/// Sets the Deployment's replicas through its scale subresource.
+async fn scale(client: &kube::Client, replicas: i32) -> Result<()> {
+    let patch = kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}}));
+    Api::<Deployment>::namespaced(client.clone(), "bench")
+        .patch_scale("hello", &kube::api::PatchParams::default(), &patch)
+        .await
+        .context("scaling the Deployment")?;
+    Ok(())
+}
+
+/// Waits until the Service's EndpointSlices list exactly `n` ready endpoints,
+/// then a second more so the gateway's cache and the agent's port table follow.
+async fn wait_endpoints(client: &kube::Client, n: i32) -> Result<()> {
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "bench");
+    let params = ListParams::default().labels("kubernetes.io/service-name=hello");
+    let start = Instant::now();
+    loop {
+        let ready = slices
+            .list(&params)
+            .await?
+            .items
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| {
+                let conditions = e.conditions.clone().unwrap_or_default();
+                conditions.ready != Some(false) && conditions.terminating != Some(true)
+            })
+            .count();
+        if ready == n as usize {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("the Service has {ready} ready endpoints, not {n}, after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn deploy(client: &kube::Client, guest: &std::path::Path) -> Result<()> {
