@@ -32,14 +32,14 @@ fn hello_http_is_served_on_its_host_port() -> Result<()> {
     let applied = cluster.kubectl_ok(&["apply", "-f", path.to_str().unwrap()])?;
     assert!(applied.contains("pod/hello-http created"), "{applied}");
     let pod = ["pod", "hello-http", "-n", "hello-http"];
-    cluster.wait_field(&pod, "{.status.phase}", "Running")?;
+    cluster.wait_field(
+        &pod,
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+    )?;
 
+    // Ready means the node port accepts connections: the first request works.
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    // Running says the container started, not that its port listens yet (as
-    // on Kubernetes without a readiness probe): the first answer may lag.
-    cluster.wait_for(Duration::from_secs(30), "the host port to answer", |_| {
-        Ok(get(addr, "/").is_ok())
-    })?;
     let (status, body) = get(addr, "/some/path?q=1")?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, "Hello from hello-http!\npath: /some/path\n");

@@ -195,3 +195,107 @@ spec:
     })?;
     Ok(())
 }
+
+/// A claim and a pod that writes into it; returns the volume's name and path
+/// once the pod has written.
+fn claim_with_data(
+    cluster: &Cluster,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<(String, String)> {
+    let yaml = format!(
+        "apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {name}
+spec:
+  accessModes: [\"ReadWriteOnce\"]
+  resources:
+    requests:
+      storage: 8Mi
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}-writer
+spec:
+  restartPolicy: Never
+  containers:
+  - name: dump
+    image: {ENVDUMP}
+    args: [\"--write\", \"/data/kept\", \"data\", \"/data\"]
+    volumeMounts:
+    - name: data
+      mountPath: /data
+  volumes:
+  - name: data
+    persistentVolumeClaim:
+      claimName: {name}
+"
+    );
+    let file = manifest(dir, &format!("{name}.yaml"), &yaml);
+    cluster.kubectl_ok(&["apply", "-f", file.to_str().unwrap()])?;
+    cluster.wait_field(
+        &["pod", &format!("{name}-writer")],
+        "{.status.phase}",
+        "Succeeded",
+    )?;
+    let volume = cluster.kubectl_ok(&["get", "pvc", name, "-o", "jsonpath={.spec.volumeName}"])?;
+    let path = cluster.kubectl_ok(&["get", "pv", &volume, "-o", "jsonpath={.spec.local.path}"])?;
+    assert!(
+        std::path::Path::new(&path).join("kept").is_file(),
+        "the pod wrote into {path}"
+    );
+    cluster.kubectl_ok(&["delete", "pod", &format!("{name}-writer")])?;
+    Ok((volume, path))
+}
+
+#[test]
+fn deleted_claims_are_reclaimed_by_their_volumes_policy() -> Result<()> {
+    build_guests();
+    let cluster = Cluster::start()?;
+    let dir = tempfile::tempdir()?;
+
+    // Delete (the local-path class's policy): the volume and its directory go.
+    let (volume, path) = claim_with_data(&cluster, dir.path(), "scratch")?;
+    let policy = cluster.kubectl_ok(&[
+        "get",
+        "pv",
+        &volume,
+        "-o",
+        "jsonpath={.spec.persistentVolumeReclaimPolicy}",
+    ])?;
+    assert_eq!(policy, "Delete");
+    cluster.kubectl_ok(&["delete", "pvc", "scratch"])?;
+    cluster.wait_for(Duration::from_secs(60), "the volume to be deleted", |c| {
+        let out = c.kubectl(&["get", "pv", &volume])?;
+        Ok(!out.status.success())
+    })?;
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "{path} was removed from the node"
+    );
+
+    // Retain: the volume stays, Released, with its data.
+    let (volume, path) = claim_with_data(&cluster, dir.path(), "keeper")?;
+    cluster.kubectl_ok(&[
+        "patch",
+        "pv",
+        &volume,
+        "-p",
+        r#"{"spec":{"persistentVolumeReclaimPolicy":"Retain"}}"#,
+    ])?;
+    cluster.kubectl_ok(&["delete", "pvc", "keeper"])?;
+    cluster.wait_field(&["pv", &volume], "{.status.phase}", "Released")?;
+    let table = cluster.kubectl_ok(&["get", "pv", &volume])?;
+    assert!(
+        table.contains("Retain") && table.contains("Released"),
+        "{table}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&path).join("kept"))?,
+        "data",
+        "the data is kept"
+    );
+    Ok(())
+}

@@ -5,18 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{Backoff, drive, key_of};
+use crate::runtime::{Backoff, HasBackoff, key_of, run_controller};
 use crate::{Error, owned, pods};
 
 struct Context {
@@ -38,7 +37,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         pods,
         backoff: Backoff::default(),
     });
-    let results = controller
+    let controller = controller
         // A pod change matters to the budgets of its namespace.
         .watches_stream(pod_events, move |pod: Pod| {
             let namespace = pod.metadata.namespace.clone();
@@ -48,16 +47,23 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
                 .filter(|b| b.metadata.namespace == namespace)
                 .map(|b| ObjectRef::from_obj(b.as_ref()))
                 .collect::<Vec<_>>()
-        })
-        .with_config(Config::default().debounce(Duration::from_millis(100)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("disruption", results).await;
+        });
+    run_controller(
+        "disruption",
+        "poddisruptionbudget",
+        controller,
+        Duration::from_millis(100),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
-fn error_policy(pdb: Arc<PodDisruptionBudget>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("poddisruptionbudget", pdb.as_ref(), error, &context.backoff)
+impl HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }
 
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, context: Arc<Context>) -> Result<Action, Error> {

@@ -7,19 +7,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota, ResourceQuotaStatus, Secret, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use skiff_scheduler::facts::{PodInfo, Resources};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{Backoff, drive, key_of};
+use crate::runtime::{Backoff, HasBackoff, key_of, run_controller};
 use crate::{Error, owned, pods};
 
 struct Context {
@@ -41,25 +40,31 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         pods,
         backoff: Backoff::default(),
     });
-    let results = controller
-        .watches_stream(pod_events, move |pod: Pod| {
-            let namespace = pod.metadata.namespace.clone();
-            quotas
-                .state()
-                .iter()
-                .filter(|q| q.metadata.namespace == namespace)
-                .map(|q| ObjectRef::from_obj(q.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .with_config(Config::default().debounce(Duration::from_millis(200)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("resourcequota", results).await;
+    let controller = controller.watches_stream(pod_events, move |pod: Pod| {
+        let namespace = pod.metadata.namespace.clone();
+        quotas
+            .state()
+            .iter()
+            .filter(|q| q.metadata.namespace == namespace)
+            .map(|q| ObjectRef::from_obj(q.as_ref()))
+            .collect::<Vec<_>>()
+    });
+    run_controller(
+        "resourcequota",
+        "resourcequota",
+        controller,
+        Duration::from_millis(200),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
-fn error_policy(quota: Arc<ResourceQuota>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("resourcequota", quota.as_ref(), error, &context.backoff)
+impl HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }
 
 async fn reconcile(quota: Arc<ResourceQuota>, context: Arc<Context>) -> Result<Action, Error> {

@@ -153,6 +153,49 @@ where
     }
 }
 
+/// A controller's context that keeps the per-object back-off.
+pub trait HasBackoff {
+    fn backoff(&self) -> &Backoff;
+}
+
+/// The one shape every controller runs in: `controller` (its watches and
+/// triggers already set up) debounced by `debounce`, stopping when `cancel`
+/// fires, `reconcile` one object at a time, and failures logged and retried
+/// with the object's back-off ([`retry_failed`]) — driven until it stops.
+/// `name` labels the controller's logs, `kind` the failed reconciles'.
+pub async fn run_controller<K, Ctx, Fut>(
+    name: &'static str,
+    kind: &'static str,
+    controller: controller::Controller<K>,
+    debounce: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+    reconcile: impl FnMut(std::sync::Arc<K>, std::sync::Arc<Ctx>) -> Fut + Send + 'static,
+    context: std::sync::Arc<Ctx>,
+) where
+    K: Clone
+        + Resource<DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    Ctx: HasBackoff + Send + Sync + 'static,
+    Fut: futures::TryFuture<Ok = Action, Error = crate::Error> + Send + 'static,
+{
+    let results = controller
+        .with_config(controller::Config::default().debounce(debounce))
+        .graceful_shutdown_on(cancel.cancelled_owned())
+        .run(
+            reconcile,
+            move |object: std::sync::Arc<K>, error: &crate::Error, context: std::sync::Arc<Ctx>| {
+                retry_failed(kind, object.as_ref(), error, context.backoff())
+            },
+            context,
+        )
+        .boxed();
+    drive(name, results).await;
+}
+
 /// Drive a controller's result stream until it ends (the controller stops
 /// after its graceful-shutdown trigger fires), logging failed reconciles.
 pub async fn drive<K, E, S>(name: &'static str, stream: S)

@@ -19,8 +19,10 @@ use tokio_util::task::TaskTracker;
 use crate::cluster::{Cluster, PodChange};
 use crate::config::{AgentConfig, ConfigError};
 use crate::driver::{ContainerDriver, error_chain};
+use crate::events::EventSink;
 use crate::kube_cluster::KubeCluster;
 use crate::logs::LogBook;
+use crate::metrics::NodeMetrics;
 use crate::node::{MachineFacts, heartbeat, node_object};
 use crate::pod::stage::StopReason;
 use crate::pod::worker::{NodeContext, PodWorker, WorkerCommand};
@@ -117,12 +119,14 @@ impl NodeAgent {
         let tracker = TaskTracker::new();
         let shutdown = cancel.clone();
         let running = Arc::new(RunningTable::default());
+        let metrics = Arc::new(NodeMetrics::default());
         let router = crate::http::router_with(
             Arc::clone(&logs),
             Arc::clone(&self.ports),
             Some(crate::http::Workloads {
                 running: Arc::clone(&running),
                 driver: Arc::clone(&self.driver),
+                metrics: Arc::clone(&metrics),
             }),
         );
         let server = tracker.spawn(async move {
@@ -143,14 +147,25 @@ impl NodeAgent {
                 Arc::clone(&self.driver),
                 cancel.clone(),
             ));
+            tracker.spawn(
+                crate::reclaim::Reclaimer {
+                    cluster: Arc::clone(&self.cluster),
+                    node_name: node_name.clone(),
+                    data_dir: self.config.data_dir.clone(),
+                    running: Arc::clone(&running),
+                }
+                .run(cancel.clone()),
+            );
             let context = Arc::new(NodeContext {
                 node_name: node_name.clone(),
                 host_ip: ip.to_string(),
                 cluster: Arc::clone(&self.cluster),
+                events: EventSink::start(Arc::clone(&self.cluster), cancel.clone()),
                 driver: Arc::clone(&self.driver),
                 logs,
                 ports: Arc::clone(&self.ports),
                 running,
+                metrics,
                 data_dir: self.config.data_dir.clone(),
                 allocatable: Allocatable {
                     cpu_cores: machine.cpus as f64,

@@ -15,8 +15,8 @@
 //!   `spec.volumeName` and `status.phase: Bound` (guarded by its resourceVersion, so
 //!   two nodes racing for one claim cannot both bind it).
 //!
-//! The capacity is not enforced (as with other local-path provisioners), and a
-//! deleted claim's volume and directory are not reclaimed yet.
+//! The capacity is not enforced (as with other local-path provisioners). A
+//! deleted claim's volume is reclaimed by [`crate::reclaim`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -298,7 +298,7 @@ impl<'a> LocalPath<'a> {
 /// True when the volume has no required node affinity or one of its terms
 /// matches this node by `kubernetes.io/hostname` (the only label a provisioned
 /// volume uses; terms on other labels are taken to match nothing).
-fn affinity_allows(spec: &PersistentVolumeSpec, node_name: &str) -> bool {
+pub(crate) fn affinity_allows(spec: &PersistentVolumeSpec, node_name: &str) -> bool {
     let Some(required) = spec
         .node_affinity
         .as_ref()

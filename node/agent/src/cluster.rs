@@ -2,9 +2,9 @@
 //! pod workers and the agent loop can be tested without a server. The real
 //! implementation, over the `kube` client, is [`KubeCluster`](crate::KubeCluster).
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodStatus, Secret,
 };
@@ -147,6 +147,43 @@ pub trait Cluster: Send + Sync + 'static {
             format!("{namespace}/{name}"),
         )
     }
+
+    /// Lists and then watches every PersistentVolume and every claim, for the
+    /// reclaimer: a volume created or changed, a claim removed. (The default
+    /// never reports anything.)
+    fn watch_storage(&self) -> BoxStream<'static, Result<StorageChange, ClusterError>> {
+        futures::stream::pending().boxed()
+    }
+
+    /// Deletes a PersistentVolume; gone already is fine.
+    fn delete_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
+        no_volumes("deleting persistentvolume", name.to_string())
+    }
+
+    /// Merge-patches a PersistentVolume's `status`.
+    fn patch_volume_status<'a>(
+        &'a self,
+        name: &'a str,
+        status: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        let _ = status;
+        no_volumes("writing status of persistentvolume", name.to_string())
+    }
+}
+
+/// What the storage watch reports to the reclaimer.
+#[derive(Debug)]
+pub enum StorageChange {
+    /// A PersistentVolume was created or changed (or appears in a listing).
+    Volume(Box<PersistentVolume>),
+    /// A PersistentVolume was removed.
+    VolumeDeleted(String),
+    /// A claim was removed: its namespace, name and uid.
+    ClaimDeleted {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
 }
 
 fn no_volumes<T: Send + 'static>(

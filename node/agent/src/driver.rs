@@ -206,10 +206,13 @@ pub struct ServedPort {
 /// before the first request is accepted.
 pub type PortsReport = Box<dyn FnOnce(Vec<ServedPort>) + Send>;
 
-/// Called once by a driver when the attempt's container exists, with its
-/// runtime id (`docker://<id>`), shown as the container's `containerID`
-/// instead of the agent's own `wasm://…` id.
-pub type StartedReport = Box<dyn FnOnce(String) + Send>;
+/// Called once by a driver when the attempt runs: the container counts as
+/// running (and, without probes, ready) from then on, so a driver calls it
+/// once the process would answer on its ports — for a served Wasm component,
+/// once its node ports are bound. With the runtime's own id of the attempt
+/// (`docker://<id>`), shown as the container's `containerID` instead of the
+/// agent's `wasm://…` id, when it has one.
+pub type StartedReport = Box<dyn FnOnce(Option<String>) + Send>;
 
 /// A host directory the process sees at `container_path`: one of the pod's
 /// volumes (see [`crate::volumes`]), preopened by the Wasm driver; an OCI
@@ -250,7 +253,8 @@ pub struct ProcessSpec {
     pub limits: ProcessLimits,
     /// The pod and container this process belongs to (absent in some tests).
     pub context: Option<ProcessContext>,
-    /// Called with the runtime's own container id once it has one.
+    /// Called once the process runs (see [`StartedReport`]); a driver must
+    /// call it before the process can be seen running.
     pub started_report: Option<StartedReport>,
 }
 
@@ -451,6 +455,27 @@ pub trait ContainerDriver: Send + Sync + 'static {
     fn node_conditions(&self) -> Vec<DriverCondition> {
         Vec::new()
     }
+
+    /// The driver's own figures for the node's `/metrics` (see [`crate::metrics`]).
+    fn metrics(&self) -> Vec<DriverMetric> {
+        Vec::new()
+    }
+}
+
+/// Whether a metric only grows (until the node restarts) or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// One metric family a driver reports: its samples, each with its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverMetric {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+    pub samples: Vec<(Vec<(&'static str, String)>, f64)>,
 }
 
 /// Where a pod can be reached, as its driver knows it.

@@ -24,8 +24,9 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, ExecSpec, ExitStatus,
-    ImagePullPolicy, PodAddress, PrepareError, PreparedImage, ProcessSpec, PullRequest, RunError,
+    ContainerDriver, ContainerTemplate, ContainerUsage, DriverCondition, DriverMetric, ExecSpec,
+    ExitStatus, ImagePullPolicy, PodAddress, PrepareError, PreparedImage, ProcessSpec, PullRequest,
+    RunError,
 };
 
 /// The runtime class (and RuntimeClass handler) names the node knows.
@@ -291,6 +292,14 @@ impl ContainerDriver for Drivers {
             conditions.extend(oci.node_conditions());
         }
         conditions
+    }
+
+    fn metrics(&self) -> Vec<DriverMetric> {
+        let mut metrics = self.wasm.metrics();
+        if let Some(oci) = &self.oci {
+            metrics.extend(oci.metrics());
+        }
+        metrics
     }
 }
 

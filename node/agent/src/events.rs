@@ -4,9 +4,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
@@ -20,11 +22,67 @@ pub enum EventType {
     Warning,
 }
 
+/// Most Event writes in flight at once, node-wide.
+const EVENT_WRITERS: usize = 16;
+
+/// An Event waiting to be written, and who wants to know when it was.
+struct Pending {
+    event: Event,
+    written: Option<oneshot::Sender<()>>,
+}
+
+/// The node's one Event writer. Events are written in the background, a few at
+/// a time, so a container start never waits for the `Pulled`, `Created` and
+/// `Started` it reports (kubelet's event broadcaster is asynchronous too), and
+/// Events written together share one store commit. Cheap to clone.
+#[derive(Clone)]
+pub struct EventSink {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl EventSink {
+    /// Starts the writer task; it ends when every clone of the sink is gone.
+    /// Once `shutdown` fires, queued Events are dropped (the API server may
+    /// already be gone).
+    pub fn start(cluster: Arc<dyn Cluster>, shutdown: CancellationToken) -> EventSink {
+        let (queue, mut pending) = mpsc::unbounded_channel::<Pending>();
+        let writes = futures::stream::poll_fn(move |cx| pending.poll_recv(cx))
+            .take_until(shutdown.cancelled_owned())
+            .map(move |pending| {
+                let cluster = Arc::clone(&cluster);
+                async move { write(cluster.as_ref(), pending).await }
+            })
+            .buffer_unordered(EVENT_WRITERS)
+            .for_each(|()| std::future::ready(()));
+        tokio::spawn(writes);
+        EventSink { queue }
+    }
+
+    fn send(&self, event: Event, written: Option<oneshot::Sender<()>>) {
+        // A send fails only once the writer stopped at shutdown.
+        let _ = self.queue.send(Pending { event, written });
+    }
+}
+
+async fn write(cluster: &dyn Cluster, pending: Pending) {
+    let reason = pending.event.reason.clone().unwrap_or_default();
+    let began = std::time::Instant::now();
+    match cluster.create_event(&pending.event).await {
+        Ok(()) => tracing::debug!(reason, took = ?began.elapsed(), "event recorded"),
+        Err(error) => {
+            tracing::warn!(error = %crate::driver::error_chain(&error), reason, "recording event failed")
+        }
+    }
+    if let Some(written) = pending.written {
+        let _ = written.send(());
+    }
+}
+
 /// Records events about one pod. Cheap to clone; the pod's resourceVersion is
 /// kept current by its worker.
 #[derive(Clone)]
 pub struct EventRecorder {
-    cluster: Arc<dyn Cluster>,
+    sink: EventSink,
     node_name: Arc<str>,
     pod: Arc<Mutex<ObjectReference>>,
     /// Set when the agent shuts down: the API server may be gone, so stay quiet.
@@ -35,13 +93,13 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl EventRecorder {
     pub fn new(
-        cluster: Arc<dyn Cluster>,
+        sink: EventSink,
         node_name: &str,
         pod: ObjectReference,
         shutdown: CancellationToken,
     ) -> EventRecorder {
         EventRecorder {
-            cluster,
+            sink,
             node_name: node_name.into(),
             pod: Arc::new(Mutex::new(pod)),
             shutdown,
@@ -54,6 +112,10 @@ impl EventRecorder {
 
     /// Records an event; failures are logged, never fatal (events are best effort).
     /// `container` names the container the event is about, if any.
+    ///
+    /// A Normal event is queued and this returns at once. A Warning explains a
+    /// waiting reason or a failure the pod's status is about to show, so this
+    /// returns once it was written: whoever sees that status finds its Event.
     pub async fn record(
         &self,
         kind: EventType,
@@ -74,8 +136,14 @@ impl EventRecorder {
             message,
             Timestamp::now(),
         );
-        if let Err(error) = self.cluster.create_event(&event).await {
-            tracing::warn!(error = %crate::driver::error_chain(&error), reason, "recording event failed");
+        match kind {
+            EventType::Normal => self.sink.send(event, None),
+            EventType::Warning => {
+                let (written, wait) = oneshot::channel();
+                self.sink.send(event, Some(written));
+                // An error means the writer stopped (shutdown): nothing to wait for.
+                let _ = wait.await;
+            }
         }
     }
 

@@ -19,6 +19,7 @@ use std::time::Instant;
 use crate::driver::ContainerDriver;
 use crate::exec::{ExecRequest, PROTOCOLS};
 use crate::logs::LogBook;
+use crate::metrics::{CONTENT_TYPE, NodeMetrics};
 use crate::ports::PortTable;
 use crate::running::RunningTable;
 use crate::usage::UsageSampler;
@@ -30,14 +31,17 @@ struct Shared {
     ports: Arc<PortTable>,
     running: Arc<RunningTable>,
     driver: Option<Arc<dyn ContainerDriver>>,
+    metrics: Arc<NodeMetrics>,
     sampler: Arc<UsageSampler>,
     started: Instant,
 }
 
-/// What exec and usage need: the running containers and the driver that runs them.
+/// What exec, usage and metrics need: the running containers, the driver that
+/// runs them, and what the pod workers count.
 pub struct Workloads {
     pub running: Arc<RunningTable>,
     pub driver: Arc<dyn ContainerDriver>,
+    pub metrics: Arc<NodeMetrics>,
 }
 
 /// The query of `GET /containerLogs/...`, as the API server forwards it from
@@ -72,9 +76,9 @@ pub fn router_with(
     ports: Arc<PortTable>,
     workloads: Option<Workloads>,
 ) -> Router {
-    let (running, driver) = match workloads {
-        Some(w) => (w.running, Some(w.driver)),
-        None => (Arc::default(), None),
+    let (running, driver, metrics) = match workloads {
+        Some(w) => (w.running, Some(w.driver), w.metrics),
+        None => (Arc::default(), None, Arc::default()),
     };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -85,14 +89,25 @@ pub fn router_with(
         .route("/pods/{namespace}/{pod}/ports", get(pod_ports))
         .route("/exec/{namespace}/{pod}/{container}", get(exec))
         .route("/stats/usage", get(usage))
+        .route("/metrics", get(metrics_text))
         .with_state(Shared {
             logs,
             ports,
             running,
             driver,
+            metrics,
             sampler: Arc::default(),
             started: Instant::now(),
         })
+}
+
+/// `GET /metrics`: Prometheus' text format (see [`crate::metrics`]).
+async fn metrics_text(State(shared): State<Shared>) -> Response {
+    let body = shared
+        .metrics
+        .render(&shared.running, shared.driver.as_deref())
+        .await;
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
 /// `GET /exec/{namespace}/{pod}/{container}?command=…`: a WebSocket session

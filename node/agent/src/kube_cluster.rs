@@ -13,7 +13,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
 use serde_json::json;
 
-use crate::cluster::{Cluster, ClusterError, PodChange};
+use crate::cluster::{Cluster, ClusterError, PodChange, StorageChange};
 
 /// Where node Leases live.
 const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -289,6 +289,76 @@ impl Cluster for KubeCluster {
                 .await
                 .map_err(failed("writing status of persistentvolume", name))?;
             Ok(true)
+        }
+        .boxed()
+    }
+
+    fn watch_storage(&self) -> BoxStream<'static, Result<StorageChange, ClusterError>> {
+        let watch_error = |source: watcher::Error| ClusterError::Watch {
+            source: Box::new(source),
+        };
+        let volumes = watcher(
+            Api::<PersistentVolume>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .filter_map(move |event| {
+            let change = match event {
+                Ok(watcher::Event::InitApply(volume) | watcher::Event::Apply(volume)) => {
+                    Some(Ok(StorageChange::Volume(Box::new(volume))))
+                }
+                Ok(watcher::Event::Delete(volume)) => Some(Ok(StorageChange::VolumeDeleted(
+                    volume.metadata.name.unwrap_or_default(),
+                ))),
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Err(source) => Some(Err(watch_error(source))),
+            };
+            futures::future::ready(change)
+        });
+        let claims = watcher(
+            Api::<PersistentVolumeClaim>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .filter_map(move |event| {
+            let change = match event {
+                Ok(watcher::Event::Delete(claim)) => Some(Ok(StorageChange::ClaimDeleted {
+                    namespace: claim.metadata.namespace.unwrap_or_default(),
+                    name: claim.metadata.name.unwrap_or_default(),
+                    uid: claim.metadata.uid.unwrap_or_default(),
+                })),
+                Ok(_) => None,
+                Err(source) => Some(Err(watch_error(source))),
+            };
+            futures::future::ready(change)
+        });
+        futures::stream::select(volumes, claims).boxed()
+    }
+
+    fn delete_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let api: Api<PersistentVolume> = Api::all(self.client.clone());
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(error) if is_api_error(&error, kube::core::Status::is_not_found) => Ok(()),
+                Err(error) => Err(failed("deleting persistentvolume", name)(error)),
+            }
+        }
+        .boxed()
+    }
+
+    fn patch_volume_status<'a>(
+        &'a self,
+        name: &'a str,
+        status: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        async move {
+            let api: Api<PersistentVolume> = Api::all(self.client.clone());
+            let patch = json!({ "status": status });
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(failed("writing status of persistentvolume", name))?;
+            Ok(())
         }
         .boxed()
     }

@@ -57,9 +57,11 @@ pub mod exec;
 pub mod http;
 pub mod kube_cluster;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod pod;
 pub mod ports;
+pub mod reclaim;
 pub mod running;
 pub mod sources;
 #[cfg(test)]

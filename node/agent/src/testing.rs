@@ -164,6 +164,9 @@ impl ContainerDriver for FakeDriver {
             script.attempts.get_mut(&name).and_then(VecDeque::pop_front)
         };
         self.started.send_modify(|n| *n += 1);
+        if let Some(report) = process.started_report.take() {
+            report(None);
+        }
         async move {
             match attempt.unwrap_or(Attempt::Forever) {
                 Attempt::Exit {

@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{
-    ContainerDriver, ContainerTemplate, ContainerUsage, ExecSpec, ExitStatus, ImagePullPolicy,
-    PortSpec, PortsReport, PrepareError, PreparedImage, ProcessContext, ProcessSpec, PullRequest,
-    RunError, ServedPort, error_chain,
+    ContainerDriver, ContainerTemplate, ContainerUsage, DriverMetric, ExecSpec, ExitStatus,
+    ImagePullPolicy, MetricKind, PortSpec, PortsReport, PrepareError, PreparedImage,
+    ProcessContext, ProcessSpec, PullRequest, RunError, ServedPort, StartedReport, error_chain,
 };
 
 /// The runtime's pull options for a request: the policy, and the credentials of
@@ -132,12 +132,20 @@ impl ContainerDriver for WasmRuntime {
         async move {
             let program = program_of(image)?;
             let meter = meter_of(self, &process);
-            let (process, ports, ports_report) = wasm_process(process)?;
-            let exit = if program.kind() == ProgramKind::HttpProxy {
-                let listeners = bind(&ports).await?;
-                if let Some(report) = ports_report {
-                    report(served(&ports, &listeners));
+            let (process, reports) = wasm_process(process)?;
+            let started = |report: Option<StartedReport>| {
+                if let Some(report) = report {
+                    report(None);
                 }
+            };
+            let exit = if program.kind() == ProgramKind::HttpProxy {
+                // Listening sockets accept connections (into their backlog) from
+                // here on, so the container counts as running, and ready.
+                let listeners = bind(&reports.ports).await?;
+                if let Some(report) = reports.ports_report {
+                    report(served(&reports.ports, &listeners));
+                }
+                started(reports.started_report);
                 let service = HttpService {
                     process,
                     listeners,
@@ -145,6 +153,9 @@ impl ContainerDriver for WasmRuntime {
                 };
                 WasmRuntime::serve_metered(self, program, service, meter, cancel).await
             } else {
+                // Instantiating takes microseconds; one that fails ends the
+                // attempt as a start error.
+                started(reports.started_report);
                 let extras = RunExtras { stdin: None, meter };
                 WasmRuntime::run_with(self, program, process, extras, cancel).await
             };
@@ -179,11 +190,45 @@ impl ContainerDriver for WasmRuntime {
             } = exec;
             let process = container.process(args, stdout, stderr);
             let meter = meter_of(self, &process);
-            let (process, _, _) = wasm_process(process)?;
+            let (process, _) = wasm_process(process)?;
             let extras = RunExtras { stdin, meter };
             exit_status(WasmRuntime::run_with(self, program, process, extras, cancel).await)
         }
         .boxed()
+    }
+
+    fn metrics(&self) -> Vec<DriverMetric> {
+        let stats = self.stats();
+        let hits = vec![
+            (
+                vec![("cache", "memory".to_string())],
+                stats.memory_cache_hits as f64,
+            ),
+            (
+                vec![("cache", "disk".to_string())],
+                stats.disk_cache_loads as f64,
+            ),
+        ];
+        vec![
+            DriverMetric {
+                name: "skiff_wasm_compile_cache_hits_total",
+                help: "Wasm artifacts prepared without compiling: from memory, or loaded precompiled from the disk cache.",
+                kind: MetricKind::Counter,
+                samples: hits,
+            },
+            DriverMetric {
+                name: "skiff_wasm_compile_cache_misses_total",
+                help: "Wasm artifacts compiled (found in neither cache).",
+                kind: MetricKind::Counter,
+                samples: vec![(Vec::new(), stats.compiles as f64)],
+            },
+            DriverMetric {
+                name: "skiff_wasm_memory_bytes",
+                help: "Linear memory and tables of every live Wasm instance of the node's containers.",
+                kind: MetricKind::Gauge,
+                samples: vec![(Vec::new(), self.meters().total().memory_bytes as f64)],
+            },
+        ]
     }
 
     fn usage<'a>(&'a self, pod_uid: &'a str) -> BoxFuture<'a, Vec<ContainerUsage>> {
@@ -222,10 +267,16 @@ fn meter_of(runtime: &WasmRuntime, process: &ProcessSpec) -> Option<Meter> {
     )
 }
 
-/// The runtime's process for a driver process, and the ports it should serve.
-fn wasm_process(
-    process: ProcessSpec,
-) -> Result<(Process, Vec<PortSpec>, Option<PortsReport>), RunError> {
+/// What a driver process asks to be told, beside the runtime's process.
+struct Reports {
+    /// The ports it should serve.
+    ports: Vec<PortSpec>,
+    ports_report: Option<PortsReport>,
+    started_report: Option<StartedReport>,
+}
+
+/// The runtime's process for a driver process, and what it wants reported.
+fn wasm_process(process: ProcessSpec) -> Result<(Process, Reports), RunError> {
     let ProcessSpec {
         args,
         env,
@@ -237,7 +288,7 @@ fn wasm_process(
         working_dir,
         limits,
         context,
-        started_report: _,
+        started_report,
     } = process;
     let egress = egress_of(context.as_ref())?;
     let process = Process {
@@ -264,7 +315,14 @@ fn wasm_process(
             egress,
         },
     };
-    Ok((process, ports, ports_report))
+    Ok((
+        process,
+        Reports {
+            ports,
+            ports_report,
+            started_report,
+        },
+    ))
 }
 
 fn exit_status(exit: Result<Exit, skiff_wasm::RunError>) -> Result<ExitStatus, RunError> {

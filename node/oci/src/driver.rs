@@ -638,7 +638,7 @@ impl OciDriver {
                 .map_err(run_error)?,
         };
         if let Some(report) = process.started_report.take() {
-            report(format!("docker://{id}"));
+            report(Some(format!("docker://{id}")));
         }
         let key = (context.pod.uid.clone(), context.container.name.clone());
         self.inner

@@ -120,6 +120,20 @@ impl MeterBook {
             .clone()
     }
 
+    /// What every container with something running uses, together: the Wasm
+    /// guests' share of the node.
+    pub fn total(&self) -> Usage {
+        let mut meters = self.meters.lock().expect("meters lock");
+        meters.retain(|_, meter| Arc::strong_count(&meter.inner) > 1);
+        meters.values().fold(Usage::default(), |sum, meter| {
+            let usage = meter.read();
+            Usage {
+                cpu_nanos: sum.cpu_nanos + usage.cpu_nanos,
+                memory_bytes: sum.memory_bytes + usage.memory_bytes,
+            }
+        })
+    }
+
     /// Each container of the pod that has something running, with its usage.
     /// Meters nothing uses any more are dropped here.
     pub fn pod_usage(&self, pod_uid: &str) -> Vec<(String, Usage)> {
@@ -150,6 +164,9 @@ mod tests {
         meter.release_memory(1 << 20);
         assert_eq!(book.pod_usage("u1"), vec![("app".into(), Usage::default())]);
         assert!(book.pod_usage("u2").is_empty());
+        let other = book.open("u2", "web");
+        other.add_memory(100);
+        assert_eq!(book.total().memory_bytes, 100);
         drop(meter);
         assert!(
             book.pod_usage("u1").is_empty(),

@@ -1,8 +1,10 @@
 //! The node's Wasm runtime: one engine, the compile caches, and running programs.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -37,11 +39,39 @@ struct Inner {
     /// Digest last fetched for each `https://` reference, so a cached program does
     /// not cost a download (Kubernetes' `IfNotPresent`).
     remote_digests: Mutex<HashMap<String, String>>,
+    /// Digest of each `file://` artifact and what its file looked like when it
+    /// was read, so an unchanged file is not read and hashed again at every start.
+    file_digests: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
     /// Registry pulls and what they resolved to, kept on disk.
     registry: Registry,
     stats: Counters,
     meters: MeterBook,
     _ticker: EpochTicker,
+}
+
+/// What a file looked like: if none of this changed, neither did its content
+/// (an editor or `cp` that rewrites it changes the mtime, a rename the inode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    async fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = tokio::fs::metadata(path).await.ok()?;
+        Some(FileStamp {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
 }
 
 /// What [`WasmRuntime::run_with`] adds to a plain run.
@@ -105,6 +135,7 @@ impl WasmRuntime {
                 http,
                 programs: Mutex::default(),
                 remote_digests: Mutex::default(),
+                file_digests: Mutex::default(),
                 registry,
                 stats: Counters::default(),
                 meters: MeterBook::default(),
@@ -154,6 +185,16 @@ impl WasmRuntime {
                 (pulled.image_id, pulled.digest, pulled.bytes)
             }
             Source::Url(location) => {
+                let stamp = match &location {
+                    Location::File(path) => FileStamp::of(path).await,
+                    Location::Https(_) => None,
+                };
+                if let (Location::File(path), Some(stamp)) = (&location, &stamp)
+                    && let Some(program) = self.cached_file(path, stamp)
+                {
+                    let image_id = program.digest().to_string();
+                    return Ok(Prepared { program, image_id });
+                }
                 let remote = matches!(location, Location::Https(_));
                 if remote && options.policy != PullPolicy::Always {
                     if let Some(program) = self.cached_remote(image) {
@@ -173,6 +214,10 @@ impl WasmRuntime {
                         source,
                     })?;
                 let digest = artifact::digest(&bytes);
+                if let (Location::File(path), Some(stamp)) = (&location, stamp) {
+                    let mut files = self.inner.file_digests.lock().expect("lock poisoned");
+                    files.insert(path.clone(), (stamp, digest.clone()));
+                }
                 if remote {
                     let mut remote = self.inner.remote_digests.lock().expect("lock poisoned");
                     remote.insert(image.to_owned(), digest.clone());
@@ -223,6 +268,33 @@ impl WasmRuntime {
         result
     }
 
+    /// The program of a `file://` artifact whose file is as it was when read.
+    fn cached_file(&self, path: &Path, stamp: &FileStamp) -> Option<Program> {
+        let digest = {
+            let files = self.inner.file_digests.lock().expect("lock poisoned");
+            let (seen, digest) = files.get(path)?;
+            (seen == stamp).then(|| digest.clone())?
+        };
+        self.cached_program(&digest)
+    }
+
+    /// The program compiled for `digest`, if it is in memory (a memory cache hit).
+    fn cached_program(&self, digest: &str) -> Option<Program> {
+        let program = self
+            .inner
+            .programs
+            .lock()
+            .expect("lock poisoned")
+            .get(digest)?
+            .get()?
+            .clone();
+        self.inner
+            .stats
+            .memory_cache_hits
+            .fetch_add(1, Ordering::Relaxed);
+        Some(program)
+    }
+
     fn cached_remote(&self, image: &str) -> Option<Program> {
         let digest = self
             .inner
@@ -231,19 +303,7 @@ impl WasmRuntime {
             .expect("lock poisoned")
             .get(image)?
             .clone();
-        let program = self
-            .inner
-            .programs
-            .lock()
-            .expect("lock poisoned")
-            .get(&digest)?
-            .get()?
-            .clone();
-        self.inner
-            .stats
-            .memory_cache_hits
-            .fetch_add(1, Ordering::Relaxed);
-        Some(program)
+        self.cached_program(&digest)
     }
 
     /// Compiling takes ~0.1–2 s of CPU: it runs on the blocking pool so the async

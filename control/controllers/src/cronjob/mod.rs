@@ -10,18 +10,17 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 pub use plan::{Plan, SCHEDULED_AT, plan};
 
-use crate::runtime::{Backoff, Expectations, drive, key_of};
+use crate::runtime::{Backoff, Expectations, key_of, run_controller};
 use crate::{Error, owned};
 
 const RESYNC: Duration = Duration::from_secs(300);
@@ -51,17 +50,18 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
-    let results = Controller::new(Api::<CronJob>::all(client), watcher::Config::default())
-        .owns_stream(job_events)
-        .with_config(Config::default().debounce(Duration::from_millis(50)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("cronjob", results).await;
-}
-
-fn error_policy(cronjob: Arc<CronJob>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("cronjob", cronjob.as_ref(), error, &context.backoff)
+    let controller = Controller::new(Api::<CronJob>::all(client), watcher::Config::default())
+        .owns_stream(job_events);
+    run_controller(
+        "cronjob",
+        "cronjob",
+        controller,
+        Duration::from_millis(50),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
 async fn reconcile(cronjob: Arc<CronJob>, context: Arc<Context>) -> Result<Action, Error> {
@@ -150,5 +150,11 @@ pub fn job_for(cronjob: &CronJob, name: &str, scheduled: &jiff::Zoned) -> Job {
         },
         spec: template.spec,
         status: None,
+    }
+}
+
+impl crate::runtime::HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
     }
 }

@@ -12,13 +12,12 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{
     Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
 };
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -26,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use plan::{Plan, default_tolerations, plan, should_run};
 
-use crate::runtime::{Backoff, Expectations, drive, key_of};
+use crate::runtime::{Backoff, Expectations, key_of, run_controller};
 use crate::{Error, events, history, names, owned};
 
 const RESYNC: Duration = Duration::from_secs(300);
@@ -58,7 +57,7 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
-    let results = controller
+    let controller = controller
         .owns_stream(pod_events)
         .owns_stream(revision_events)
         // Any node change may change where daemons belong.
@@ -67,16 +66,17 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
                 .iter()
                 .map(|ds| ObjectRef::from_obj(ds.as_ref()))
                 .collect::<Vec<_>>()
-        })
-        .with_config(Config::default().debounce(Duration::from_millis(50)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("daemonset", results).await;
-}
-
-fn error_policy(ds: Arc<DaemonSet>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("daemonset", ds.as_ref(), error, &context.backoff)
+        });
+    run_controller(
+        "daemonset",
+        "daemonset",
+        controller,
+        Duration::from_millis(50),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, Error> {
@@ -230,4 +230,10 @@ fn daemon_pod(ds: &DaemonSet, node: &str, hash: &str) -> Pod {
         }
     }
     pod
+}
+
+impl crate::runtime::HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }

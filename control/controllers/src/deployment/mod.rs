@@ -12,10 +12,9 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
@@ -25,7 +24,7 @@ pub use plan::{Plan, Step, plan, surge_and_unavailable};
 
 use crate::Error;
 use crate::pods::controller_ref;
-use crate::runtime::{Backoff, Expectations, drive, key_of};
+use crate::runtime::{Backoff, Expectations, key_of, run_controller};
 
 /// The name events carry, as kube-controller-manager's.
 const COMPONENT: &str = "deployment-controller";
@@ -56,17 +55,18 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
-    let results = Controller::new(Api::<Deployment>::all(client), watcher::Config::default())
-        .owns_stream(set_events)
-        .with_config(Config::default().debounce(Duration::from_millis(50)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("deployment", results).await;
-}
-
-fn error_policy(deployment: Arc<Deployment>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("deployment", deployment.as_ref(), error, &context.backoff)
+    let controller = Controller::new(Api::<Deployment>::all(client), watcher::Config::default())
+        .owns_stream(set_events);
+    run_controller(
+        "deployment",
+        "deployment",
+        controller,
+        Duration::from_millis(50),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
 /// Whether the cache shows `token`: `name` (exists) or `name@revision`
@@ -258,4 +258,10 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+impl crate::runtime::HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }

@@ -15,12 +15,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +30,7 @@ pub use plan::{
 };
 
 use crate::Error;
-use crate::runtime::{Backoff, cache_ready, drive, key_of};
+use crate::runtime::{Backoff, cache_ready, key_of, run_controller};
 
 /// A safety net for a missed watch event.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -61,18 +60,23 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         pods,
         backoff: Backoff::default(),
     });
-    let results = controller
+    let controller = controller
         // A pod's labels may have stopped matching, so a pod event concerns
         // every Service in its namespace; the cost is one cheap plan each.
         .watches_stream(pod_events, move |pod| {
             services_in(&services, pod.metadata.namespace.as_deref())
         })
-        .owns(Api::<EndpointSlice>::all(client), managed)
-        .with_config(Config::default().debounce(Duration::from_millis(50)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("endpoints", results).await;
+        .owns(Api::<EndpointSlice>::all(client), managed);
+    run_controller(
+        "endpoints",
+        "service",
+        controller,
+        Duration::from_millis(50),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
 fn services_in(services: &Store<Service>, namespace: Option<&str>) -> Vec<ObjectRef<Service>> {
@@ -82,10 +86,6 @@ fn services_in(services: &Store<Service>, namespace: Option<&str>) -> Vec<Object
         .filter(|s| s.metadata.namespace.as_deref() == namespace && manages(s))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
-}
-
-fn error_policy(service: Arc<Service>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("service", service.as_ref(), error, &context.backoff)
 }
 
 async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Action, Error> {
@@ -270,4 +270,10 @@ async fn sync_endpoints(
     }
     tracing::debug!(service = %format!("{namespace}/{name}"), "updated endpoints");
     Ok(())
+}
+
+impl crate::runtime::HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }

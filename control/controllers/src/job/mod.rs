@@ -10,18 +10,17 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 pub use plan::{COMPLETION_INDEX, Plan, plan};
 
-use crate::runtime::{Backoff, Expectations, drive, key_of};
+use crate::runtime::{Backoff, Expectations, key_of, run_controller};
 use crate::{Error, names, owned};
 
 const RESYNC: Duration = Duration::from_secs(300);
@@ -43,17 +42,18 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
-    let results = Controller::new(Api::<Job>::all(client), watcher::Config::default())
-        .owns_stream(pod_events)
-        .with_config(Config::default().debounce(Duration::from_millis(50)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("job", results).await;
-}
-
-fn error_policy(job: Arc<Job>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("job", job.as_ref(), error, &context.backoff)
+    let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default())
+        .owns_stream(pod_events);
+    run_controller(
+        "job",
+        "job",
+        controller,
+        Duration::from_millis(50),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
 async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Error> {
@@ -170,4 +170,10 @@ fn job_pod(job: &Job, index: Option<i32>) -> Pod {
         }
     }
     pod
+}
+
+impl crate::runtime::HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }

@@ -13,11 +13,10 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
@@ -25,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use plan::{Health, NOT_READY, Plan, UNREACHABLE, plan};
 
-use crate::runtime::{Backoff, drive, key_of};
+use crate::runtime::{Backoff, key_of, run_controller};
 use crate::{Error, owned};
 
 /// Where kubelets keep their Leases.
@@ -63,7 +62,7 @@ pub async fn run(client: kube::Client, grace: Duration, cancel: CancellationToke
         grace,
         backoff: Backoff::default(),
     });
-    let results = Controller::new(Api::<Node>::all(client), watcher::Config::default())
+    let controller = Controller::new(Api::<Node>::all(client), watcher::Config::default())
         .watches_stream(lease_events, |lease: Lease| {
             lease.metadata.name.map(|n| ObjectRef::<Node>::new(&n))
         })
@@ -72,16 +71,17 @@ pub async fn run(client: kube::Client, grace: Duration, cancel: CancellationToke
                 .and_then(|s| s.node_name)
                 .filter(|n| !n.is_empty())
                 .map(|n| ObjectRef::<Node>::new(&n))
-        })
-        .with_config(Config::default().debounce(Duration::from_millis(50)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("nodelifecycle", results).await;
-}
-
-fn error_policy(node: Arc<Node>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("node", node.as_ref(), error, &context.backoff)
+        });
+    run_controller(
+        "nodelifecycle",
+        "node",
+        controller,
+        Duration::from_millis(50),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
 async fn reconcile(node: Arc<Node>, context: Arc<Context>) -> Result<Action, Error> {
@@ -146,4 +146,10 @@ async fn execute(node: &str, plan: &Plan, context: &Context) -> Result<(), Error
         owned::delete::<Pod>(&context.client, namespace, name).await?;
     }
     Ok(())
+}
+
+impl crate::runtime::HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }

@@ -8,12 +8,11 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use plan::{Plan, plan};
 
 use crate::pods::{controller_ref, selects};
-use crate::runtime::{Backoff, Expectations, drive, key_of};
+use crate::runtime::{Backoff, Expectations, key_of, run_controller};
 use crate::{Error, names, owned};
 
 /// Why a ReplicaSet is reconciled again while nothing changes: a safety net
@@ -57,13 +56,17 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
-    let results = controller
-        .watches_stream(pod_events, move |pod| sets_for_pod(&sets, &pod))
-        .with_config(Config::default().debounce(Duration::from_millis(50)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("replicaset", results).await;
+    let controller = controller.watches_stream(pod_events, move |pod| sets_for_pod(&sets, &pod));
+    run_controller(
+        "replicaset",
+        "replicaset",
+        controller,
+        Duration::from_millis(50),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
 /// The sets a pod event concerns: its controller, or, for an orphan, every
@@ -86,10 +89,6 @@ fn sets_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet
         })
         .map(|rs| ObjectRef::from_obj(rs.as_ref()))
         .collect()
-}
-
-fn error_policy(rs: Arc<ReplicaSet>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("replicaset", rs.as_ref(), error, &context.backoff)
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, Error> {
@@ -217,4 +216,10 @@ async fn set_owner(
         .map_err(|source| Error::write("setting the owner of pod", namespace, name, source))?;
     tracing::info!(pod = name, adopted = owner.is_some(), "changed pod owner");
     Ok(())
+}
+
+impl crate::runtime::HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }

@@ -13,21 +13,20 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 pub use plan::{Plan, ordinal_of, plan};
 
-use crate::runtime::{Backoff, Expectations, drive, key_of};
+use crate::runtime::{Backoff, Expectations, key_of, run_controller};
 use crate::{Error, daemonset, events, history, owned};
 
 const RESYNC: Duration = Duration::from_secs(300);
@@ -53,18 +52,19 @@ pub async fn run(client: kube::Client, cancel: CancellationToken) {
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
-    let results = Controller::new(Api::<StatefulSet>::all(client), watcher::Config::default())
+    let controller = Controller::new(Api::<StatefulSet>::all(client), watcher::Config::default())
         .owns_stream(pod_events)
-        .owns_stream(revision_events)
-        .with_config(Config::default().debounce(Duration::from_millis(50)))
-        .graceful_shutdown_on(cancel.cancelled_owned())
-        .run(reconcile, error_policy, context)
-        .boxed();
-    drive("statefulset", results).await;
-}
-
-fn error_policy(sts: Arc<StatefulSet>, error: &Error, context: Arc<Context>) -> Action {
-    crate::runtime::retry_failed("statefulset", sts.as_ref(), error, &context.backoff)
+        .owns_stream(revision_events);
+    run_controller(
+        "statefulset",
+        "statefulset",
+        controller,
+        Duration::from_millis(50),
+        cancel,
+        reconcile,
+        context,
+    )
+    .await;
 }
 
 async fn reconcile(sts: Arc<StatefulSet>, context: Arc<Context>) -> Result<Action, Error> {
@@ -242,4 +242,10 @@ pub fn stateful_pod(sts: &StatefulSet, ordinal: i32, hash: &str) -> Pod {
         });
     }
     pod
+}
+
+impl crate::runtime::HasBackoff for Context {
+    fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }

@@ -3,12 +3,13 @@
 //! the runner performs what each phase asks for and feeds back the result.
 //!
 //! ```text
-//!  Creating ──Prepared──▶ Running ──Exited(restart)──▶ CrashLoopBackOff
-//!     │  ▲                   │  └──Exited(no restart)─▶ Finished
-//!     │  └──BackOffElapsed── PrepareBackOff   CrashLoopBackOff ──BackOffElapsed──▶ Creating
-//!     └──PrepareFailed──────▶┘                Running ──Stop──▶ Stopping ──Exited──▶ Finished
+//!  Creating ──Prepared──▶ Starting ──Launched──▶ Running ──Exited(restart)──▶ CrashLoopBackOff
+//!     │  ▲                                        │  └──Exited(no restart)─▶ Finished
+//!     │  └──BackOffElapsed── PrepareBackOff       CrashLoopBackOff ──BackOffElapsed──▶ Creating
+//!     └──PrepareFailed──────▶┘                    Running ──Stop──▶ Stopping ──Exited──▶ Finished
 //! ```
-//! `Stop` in any waiting phase goes straight to `Finished`.
+//! `Starting` ends like `Running` when the process exits or is stopped before
+//! it reported its launch. `Stop` in any waiting phase goes straight to `Finished`.
 
 use std::time::Duration;
 
@@ -48,6 +49,10 @@ pub enum Phase {
         message: String,
         delay: Duration,
     },
+    /// The image is ready and the process is being started; it counts as
+    /// running once the driver says it runs (for a served Wasm component: its
+    /// node ports accept connections).
+    Starting,
     /// The process runs; wait for it to exit.
     Running {
         started_at: Timestamp,
@@ -87,8 +92,11 @@ pub enum Input {
     Started,
     /// The readiness probe says the container is (not) ready.
     Ready(bool),
-    /// The driver's own id of the running attempt (`docker://…`).
-    RuntimeId(String),
+    /// The driver started the process, with its own id of the attempt
+    /// (`docker://…`) if it has one.
+    Launched {
+        runtime_id: Option<String>,
+    },
 }
 
 /// The result of one attempt, as it will appear in `state.terminated`.
@@ -298,12 +306,28 @@ impl ContainerMachine {
                 self.runtime_id = None;
                 self.prepare_failures = 0;
                 self.prepare_backoff.reset();
+                self.started = false;
+                self.ready = false;
+                Phase::Starting
+            }
+            (Phase::Starting, Input::Launched { runtime_id }) => {
+                self.runtime_id = runtime_id;
                 self.started = !self.has_startup_probe;
                 self.ready = self.started && !self.has_readiness_probe;
                 Phase::Running {
                     started_at: at.wall,
                     since: at.mono,
                 }
+            }
+            // The process ended, or was stopped, before it said it runs.
+            (Phase::Starting, input @ (Input::Exited(_) | Input::Stop)) => {
+                let running = Phase::Running {
+                    started_at: at.wall,
+                    since: at.mono,
+                };
+                self.phase = running;
+                self.step(input, at);
+                return;
             }
             (Phase::Creating, Input::PrepareFailed { pull, message }) => {
                 self.prepare_failures += 1;
@@ -345,10 +369,6 @@ impl ContainerMachine {
             }
             (phase @ Phase::Running { .. }, Input::Ready(ready)) => {
                 self.ready = ready && self.started;
-                phase
-            }
-            (phase @ (Phase::Running { .. } | Phase::Stopping { .. }), Input::RuntimeId(id)) => {
-                self.runtime_id = Some(id);
                 phase
             }
             (Phase::Running { started_at, since }, Input::Stop) => {
@@ -399,7 +419,7 @@ impl ContainerMachine {
             ..ContainerState::default()
         };
         let (state, last) = match &self.phase {
-            Phase::Creating => (waiting("ContainerCreating", None), &self.latest),
+            Phase::Creating | Phase::Starting => (waiting("ContainerCreating", None), &self.latest),
             Phase::PrepareBackOff {
                 reason, message, ..
             } => (waiting(reason, Some(message.clone())), &self.latest),

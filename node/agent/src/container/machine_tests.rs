@@ -38,6 +38,18 @@ fn waiting(m: &ContainerMachine) -> (String, Option<String>) {
     (waiting.reason.unwrap(), waiting.message)
 }
 
+/// Prepared and launched: the container runs.
+fn start(m: &mut ContainerMachine, at: Moment) {
+    m.step(prepared(), at);
+    m.step(launched(None), at);
+}
+
+fn launched(runtime_id: Option<&str>) -> Input {
+    Input::Launched {
+        runtime_id: runtime_id.map(str::to_string),
+    }
+}
+
 fn prepared() -> Input {
     Input::Prepared {
         image_id: "sha256:aa".into(),
@@ -54,7 +66,7 @@ fn crash_loop_and_back_to_running() {
     let mut m = machine(RestartPolicy::Always);
     assert_eq!(waiting(&m).0, "ContainerCreating");
 
-    m.step(prepared(), clock.at());
+    start(&mut m, clock.at());
     let status = m.status();
     assert!(status.ready);
     assert_eq!(status.image_id, "sha256:aa");
@@ -83,7 +95,7 @@ fn crash_loop_and_back_to_running() {
     m.step(Input::BackOffElapsed, clock.advance(10));
     assert_eq!(m.phase(), &Phase::Creating);
     assert_eq!(m.restart_count(), 1);
-    m.step(prepared(), clock.at());
+    start(&mut m, clock.at());
     let status = m.status();
     assert!(status.ready);
     assert_eq!(status.restart_count, 1);
@@ -103,7 +115,7 @@ fn a_long_run_resets_the_crash_back_off() {
     let mut clock = Clock::new();
     let mut m = machine(RestartPolicy::OnFailure);
     for expected in [10, 20, 40] {
-        m.step(prepared(), clock.at());
+        start(&mut m, clock.at());
         m.step(exited(1), clock.advance(1));
         assert_eq!(
             m.phase(),
@@ -113,7 +125,7 @@ fn a_long_run_resets_the_crash_back_off() {
         );
         m.step(Input::BackOffElapsed, clock.advance(expected));
     }
-    m.step(prepared(), clock.at());
+    start(&mut m, clock.at());
     m.step(exited(1), clock.advance(600));
     assert_eq!(
         m.phase(),
@@ -150,7 +162,7 @@ fn pull_failures_go_from_err_image_pull_to_back_off() {
     assert!(matches!(m.phase(), Phase::PrepareBackOff { delay, .. } if delay.as_secs() == 20));
 
     m.step(Input::BackOffElapsed, clock.advance(20));
-    m.step(prepared(), clock.at());
+    start(&mut m, clock.at());
     assert!(m.status().ready);
     assert_eq!(m.restart_count(), 0, "pull retries are not restarts");
 }
@@ -179,7 +191,7 @@ fn never_finishes_after_one_run() {
     for (code, reason, success) in [(0, "Completed", true), (1, "Error", false)] {
         let mut clock = Clock::new();
         let mut m = machine(RestartPolicy::Never);
-        m.step(prepared(), clock.at());
+        start(&mut m, clock.at());
         m.step(exited(code), clock.advance(2));
         assert_eq!(m.phase(), &Phase::Finished);
         assert_eq!(m.finished(), Some(success));
@@ -196,7 +208,7 @@ fn never_finishes_after_one_run() {
 fn stop_while_running_finishes_with_the_kill() {
     let mut clock = Clock::new();
     let mut m = machine(RestartPolicy::Always);
-    m.step(prepared(), clock.at());
+    start(&mut m, clock.at());
     m.step(Input::Stop, clock.advance(1));
     assert!(matches!(m.phase(), Phase::Stopping { .. }));
     assert!(!m.status().ready);
@@ -234,7 +246,7 @@ fn a_driver_id_replaces_the_agent_id_for_its_attempt_only() {
     let mut clock = Clock::new();
     let mut m = machine(RestartPolicy::Always);
     m.step(prepared(), clock.at());
-    m.step(Input::RuntimeId("docker://abc".into()), clock.at());
+    m.step(launched(Some("docker://abc")), clock.at());
     assert_eq!(m.status().container_id.as_deref(), Some("docker://abc"));
 
     m.step(exited(1), clock.advance(1));
@@ -244,7 +256,43 @@ fn a_driver_id_replaces_the_agent_id_for_its_attempt_only() {
     // The next attempt has no id of the driver's until it reports one.
     m.step(Input::BackOffElapsed, clock.advance(10));
     m.step(prepared(), clock.at());
+    m.step(launched(None), clock.at());
     assert_eq!(m.status().container_id.as_deref(), Some("wasm://u1/app/1"));
-    m.step(Input::RuntimeId("docker://def".into()), clock.at());
-    assert_eq!(m.status().container_id.as_deref(), Some("docker://def"));
+}
+
+#[test]
+fn a_container_runs_once_its_process_was_launched() {
+    let mut clock = Clock::new();
+    let mut m = machine(RestartPolicy::Always);
+    m.step(prepared(), clock.at());
+    assert_eq!(m.phase(), &Phase::Starting);
+    let status = m.status();
+    assert_eq!(waiting(&m).0, "ContainerCreating");
+    assert!(!status.ready);
+    assert_eq!(status.started, Some(false));
+    assert_eq!(status.image_id, "sha256:aa");
+
+    m.step(launched(None), clock.advance(1));
+    let status = m.status();
+    assert!(status.ready);
+    let running = status.state.unwrap().running.unwrap();
+    assert_eq!(running.started_at.unwrap().0, clock.wall, "from the launch");
+}
+
+#[test]
+fn a_process_that_ends_before_its_launch_is_reported_exits_as_usual() {
+    let mut clock = Clock::new();
+    let mut m = machine(RestartPolicy::Never);
+    m.step(prepared(), clock.at());
+    m.step(exited(2), clock.advance(1));
+    assert_eq!(m.phase(), &Phase::Finished);
+    let terminated = m.status().state.unwrap().terminated.unwrap();
+    assert_eq!(terminated.exit_code, 2);
+
+    let mut m = machine(RestartPolicy::Always);
+    m.step(prepared(), clock.at());
+    m.step(Input::Stop, clock.at());
+    assert!(matches!(m.phase(), Phase::Stopping { .. }));
+    m.step(exited(137), clock.advance(1));
+    assert_eq!(m.phase(), &Phase::Finished);
 }

@@ -22,6 +22,7 @@ use crate::driver::{
 };
 use crate::events::{EventRecorder, EventType};
 use crate::logs::LogBook;
+use crate::metrics::NodeMetrics;
 use crate::pod::PodIdentity;
 use crate::ports::PortTable;
 use crate::running::RunningTable;
@@ -60,6 +61,8 @@ pub struct RunnerContext {
     pub ports: Arc<PortTable>,
     /// Where running containers are found for exec and usage.
     pub running: Arc<RunningTable>,
+    /// Counts container starts for the node's `/metrics`.
+    pub metrics: Arc<NodeMetrics>,
     /// The pod as the worker first saw it (for the downward API and volumes).
     pub pod_object: Arc<Pod>,
     /// The node's address (the downward API's `status.hostIP`, and `status.podIP`
@@ -120,7 +123,7 @@ impl ContainerRunner {
                 Phase::PrepareBackOff { delay, .. } | Phase::CrashLoopBackOff { delay } => {
                     self.back_off(*delay).await
                 }
-                Phase::Running { .. } => self.run_process().await,
+                Phase::Starting | Phase::Running { .. } => self.run_process().await,
                 // run_process always sees a stop through; nothing is left to do.
                 Phase::Stopping { .. } | Phase::Finished => break,
             };
@@ -268,12 +271,14 @@ impl ContainerRunner {
         match result {
             Ok(prepared) => {
                 let took = started.elapsed();
+                tracing::debug!(?took, "image prepared");
                 let message = format!("Successfully pulled image {image:?} in {took:.2?}");
                 self.event(EventType::Normal, "Pulled", message).await;
                 let image_id = prepared.image_id().to_string();
                 self.prepared = Some(prepared);
                 match self.configure().await {
                     Ok(launch) => {
+                        tracing::debug!(took = ?started.elapsed(), "container configured");
                         self.launch = Some(launch);
                         Input::Prepared { image_id }
                     }
@@ -460,12 +465,6 @@ impl ContainerRunner {
             format!("Created container: {name}"),
         )
         .await;
-        self.event(
-            EventType::Normal,
-            "Started",
-            format!("Started container {name}"),
-        )
-        .await;
         let driver = Arc::clone(&self.context.driver);
         let process_cancel = self.cancel.child_token();
         let kill = process_cancel.clone();
@@ -480,7 +479,9 @@ impl ContainerRunner {
         self.context.running.started(pod, &name, template);
         let (verdicts_tx, mut verdicts) = mpsc::unbounded_channel();
         let probes = Probes::of(&self.spec);
-        let mut probing = !probes.is_empty();
+        // Probing begins once the process runs (its delays count from then).
+        let has_probes = !probes.is_empty();
+        let mut probing = false;
         let prober = probe::supervise(probes, &checks, verdicts_tx);
         tokio::pin!(prober);
         // A stop wins over an exit seen at the same moment: the process's own
@@ -494,12 +495,16 @@ impl ContainerRunner {
                     self.event(EventType::Normal, "Killing", format!("Stopping container {name}")).await;
                     break attempt_done.await;
                 }
+                // Before the exit: a process that ran, however briefly, was started.
+                Some(runtime_id) = runtime_ids.recv() => {
+                    self.machine.step(Input::Launched { runtime_id }, Moment::now());
+                    self.context.metrics.container_started(self.machine.restart_count() > 0);
+                    self.report();
+                    probing = has_probes;
+                    self.event(EventType::Normal, "Started", format!("Started container {name}")).await;
+                }
                 result = &mut attempt_done => break result,
                 Some(verdict) = verdicts.recv() => self.on_verdict(verdict, &kill).await,
-                Some(id) = runtime_ids.recv() => {
-                    self.machine.step(Input::RuntimeId(id), Moment::now());
-                    self.report();
-                }
                 () = &mut prober, if probing => probing = false,
             }
         };

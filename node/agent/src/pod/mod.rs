@@ -4,6 +4,7 @@
 pub mod stage;
 pub mod status;
 pub mod worker;
+pub mod writer;
 
 use std::fmt;
 

@@ -19,20 +19,19 @@ use tracing::Instrument;
 use super::PodIdentity;
 use super::stage::{PodShape, Stage, StageEvent, StopReason, advance, initial};
 use super::status::{StatusInputs, pod_status};
+use super::writer::StatusWriter;
 use crate::cluster::Cluster;
 use crate::container::RestartPolicy;
 use crate::container::machine::ContainerMachine;
 use crate::container::runner::{ContainerRunner, Report, RunnerContext, Slot};
 use crate::driver::{ContainerDriver, DEFAULT_GRACE_PERIOD, PodAddress, PodSandbox, error_chain};
-use crate::events::EventRecorder;
+use crate::events::{EventRecorder, EventSink};
 use crate::logs::LogBook;
+use crate::metrics::NodeMetrics;
 use crate::ports::PortTable;
 use crate::running::RunningTable;
 use crate::sources::Allocatable;
 use crate::volumes::PodVolumes;
-
-/// How long to wait before writing a status again after the write failed.
-const STATUS_RETRY: Duration = Duration::from_secs(2);
 
 /// How often a running pod's emptyDirs with a `sizeLimit` are measured (kubelet's
 /// eviction manager checks every 10 s; a guest writes a lot in 10 s).
@@ -44,12 +43,16 @@ pub struct NodeContext {
     /// The node's address, also used as every pod's IP for now.
     pub host_ip: String,
     pub cluster: Arc<dyn Cluster>,
+    /// Where the pods' Events are written.
+    pub events: EventSink,
     pub driver: Arc<dyn ContainerDriver>,
     pub logs: Arc<LogBook>,
     /// The node ports of serving containers.
     pub ports: Arc<PortTable>,
     /// The containers running now (for exec and usage).
     pub running: Arc<RunningTable>,
+    /// What the node's `/metrics` reports.
+    pub metrics: Arc<NodeMetrics>,
     /// Where pod volumes live (`<data_dir>/volumes/<uid>`).
     pub data_dir: PathBuf,
     /// What the node offers containers without limits (the downward API's fallback).
@@ -88,9 +91,12 @@ pub struct PodWorker {
     stop_runners: CancellationToken,
     /// Cancelled with the agent.
     cancel: CancellationToken,
+    /// The last status handed to the writer.
     written: Option<PodStatus>,
-    retry_at: Option<Instant>,
+    writer: StatusWriter,
     start_time: Timestamp,
+    /// When the worker first saw the pod; `None` once its start was counted.
+    seen_at: Option<Instant>,
     /// When the emptyDirs are measured next; `None` when none has a `sizeLimit`.
     disk_check_at: Option<Instant>,
     /// Why the pod was evicted, once it was.
@@ -147,7 +153,7 @@ impl PodWorker {
         node.logs
             .register_pod(&identity.namespace, &identity.name, &identity.uid, &names);
         let events = EventRecorder::new(
-            Arc::clone(&node.cluster),
+            node.events.clone(),
             &node.node_name,
             identity.object_reference(pod.metadata.resource_version.clone()),
             node.shutdown.clone(),
@@ -164,6 +170,11 @@ impl PodWorker {
             Some(_) => Stage::Stopping(StopReason::Deleted),
             None => initial(shape),
         };
+        let writer = StatusWriter::start(
+            Arc::clone(&node.cluster),
+            identity.clone(),
+            node.shutdown.clone(),
+        );
         let worker = PodWorker {
             pod: identity,
             policy,
@@ -180,8 +191,9 @@ impl PodWorker {
             stop_runners: cancel.child_token(),
             cancel,
             written: None,
-            retry_at: None,
+            writer,
             start_time: Timestamp::now(),
+            seen_at: Some(Instant::now()),
             disk_check_at: has_size_limit(&spec).then(|| Instant::now() + DISK_CHECK),
             evicted: None,
             spec,
@@ -210,7 +222,7 @@ impl PodWorker {
         async move {
             tracing::info!("pod worker started");
             self.enter(self.stage);
-            self.write_status().await;
+            self.write_status();
             let reason = loop {
                 let event = self.next_event().await;
                 if let Some(event) = event {
@@ -224,7 +236,7 @@ impl PodWorker {
                 if let Stage::Stopped(reason) = self.stage {
                     break reason;
                 }
-                self.write_status().await;
+                self.write_status();
             };
             self.finish(reason).await;
             reason
@@ -236,7 +248,6 @@ impl PodWorker {
     async fn next_event(&mut self) -> Option<StageEvent> {
         let stopping = matches!(self.stage, Stage::Stopping(_));
         let listening = self.commands_open;
-        let retry = self.retry_at;
         let measuring = matches!(self.stage, Stage::Initializing(_) | Stage::Running);
         let disk_check = self.disk_check_at.filter(|_| measuring);
         tokio::select! {
@@ -256,10 +267,6 @@ impl PodWorker {
                 }
             },
             _ = self.runners.wait(), if stopping => Some(StageEvent::ContainersStopped),
-            _ = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
-                self.retry_at = None;
-                None
-            }
             _ = tokio::time::sleep_until(disk_check.unwrap_or_else(Instant::now)), if disk_check.is_some() => {
                 self.disk_check_at = Some(Instant::now() + DISK_CHECK);
                 self.check_disk_usage().await
@@ -354,6 +361,7 @@ impl PodWorker {
             reports: self.reports_tx.clone(),
             ports: Arc::clone(&self.node.ports),
             running: Arc::clone(&self.node.running),
+            metrics: Arc::clone(&self.node.metrics),
             pod_object: Arc::clone(&self.object),
             host_ip: self.node.host_ip.clone(),
             allocatable: self.node.allocatable,
@@ -436,38 +444,38 @@ impl PodWorker {
         status
     }
 
-    /// Writes the pod's status if it differs from the last one written.
-    async fn write_status(&mut self) {
+    /// Hands the pod's status to the writer if it differs from the last one.
+    fn write_status(&mut self) {
         let status = self.compute_status();
         if self.written.as_ref() == Some(&status) || self.node.shutdown.is_cancelled() {
             return;
         }
-        let pod = &self.pod;
-        match self
-            .node
-            .cluster
-            .patch_pod_status(&pod.namespace, &pod.name, &status)
-            .await
-        {
-            Ok(()) => {
-                self.written = Some(status);
-                self.retry_at = None;
-            }
-            Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "writing pod status failed; will retry");
-                self.retry_at = Some(Instant::now() + STATUS_RETRY);
-            }
+        let metrics = &self.node.metrics;
+        if let Some(phase) = &status.phase {
+            metrics.pod_phase(&self.pod.uid, phase);
         }
+        let all_running = self.main.iter().all(|c| {
+            c.state
+                .as_ref()
+                .is_some_and(|state| state.running.is_some())
+        });
+        if all_running && let Some(seen_at) = self.seen_at.take() {
+            metrics.pod_started(seen_at.elapsed());
+        }
+        self.writer.set(status.clone());
+        self.written = Some(status);
     }
 
     async fn finish(mut self, reason: StopReason) {
         if reason == StopReason::Evicted {
             // The final status (Failed, Evicted) stays in the store; the pod is
             // not run again, its owner replaces it.
-            self.write_status().await;
+            self.write_status();
+            self.writer.flush().await;
         }
         if reason == StopReason::Deleted {
-            self.write_status().await;
+            self.write_status();
+            self.writer.flush().await;
             let pod = &self.pod;
             match self
                 .node
@@ -491,6 +499,7 @@ impl PodWorker {
             }
             self.volumes.remove().await;
         }
+        self.node.metrics.pod_gone(&self.pod.uid);
         tracing::info!(?reason, "pod worker stopped");
     }
 }

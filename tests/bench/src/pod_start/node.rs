@@ -38,13 +38,17 @@ impl SkiffNode {
         let dir = tempfile::Builder::new()
             .prefix("skiff-bench-node-")
             .tempdir()?;
-        let log = dir.path().join("skiff.log");
+        // `SKIFF_BENCH_NODE_LOG` keeps the node's log after the run.
+        let log = std::env::var_os("SKIFF_BENCH_NODE_LOG")
+            .map_or_else(|| dir.path().join("skiff.log"), PathBuf::from);
         // warn: the node would otherwise log a few lines per pod, which is work the
-        // peer (a bare process start) does not do either.
+        // peer (a bare process start) does not do either. `SKIFF_BENCH_RUST_LOG`
+        // overrides it, to see where the time goes (timestamps in the log).
+        let filter = std::env::var("SKIFF_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into());
         let mut child = Command::new(binary)
             .args(["up", "--api-addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log)?))
