@@ -344,6 +344,8 @@ mod fuzz_tests;
 
 #[cfg(test)]
 mod list_page_tests;
+#[cfg(test)]
+mod scale_tests;
 
 #[cfg(test)]
 mod binding_tests;

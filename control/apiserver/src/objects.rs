@@ -181,6 +181,12 @@ fn stamp(object: &mut Value, revision: Revision) {
 /// How often a delete without preconditions reads again after losing a race.
 const DELETE_ATTEMPTS: u32 = 16;
 
+/// How often a patch or apply that names no resourceVersion is applied again
+/// to the newer object after a concurrent write wins. Each lost round means
+/// another write landed, so the writers as a whole progress; Kubernetes' store
+/// retries such writes without a bound, this one gives up with 409 after these.
+pub(crate) const CONTENTION_ATTEMPTS: usize = 64;
+
 /// Storage of one resource.
 pub struct Objects<'a> {
     pub store: &'a Store,
@@ -629,8 +635,7 @@ impl<'a> Objects<'a> {
             .writer(options, part, &api_version, &now)
             .expect("the manager is set");
         let schema = skiff_patch::Schema::for_kind(self.resource.kind);
-        const ATTEMPTS: usize = 5;
-        for _ in 0..ATTEMPTS {
+        for _ in 0..CONTENTION_ATTEMPTS {
             let live = match self.get(namespace, name).await {
                 Ok(found) => Some(found),
                 Err(ApiError::NotFound { .. }) if part == Part::Main => None,
@@ -790,8 +795,7 @@ impl<'a> Objects<'a> {
                 self.resource.kind
             )));
         }
-        const ATTEMPTS: usize = 5;
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..CONTENTION_ATTEMPTS {
             let (current, kv) = match self.get_for_update(namespace, name, attempt).await {
                 // A local read may not have seen a create yet.
                 Err(ApiError::NotFound { .. }) if attempt == 0 => continue,

@@ -21,9 +21,6 @@ use crate::request::{Query, Target, body_value, content_type};
 pub const GROUP: &str = "autoscaling";
 pub const VERSION: &str = "v1";
 
-/// A write retries this often when the parent changes underneath it.
-const ATTEMPTS: usize = 5;
-
 /// The Scale of a parent: its desired and current replicas and its
 /// selector as a string (what an autoscaler lists pods with), read where a
 /// custom resource's definition says (`specReplicasPath`,
@@ -156,7 +153,7 @@ pub async fn handle(
     } else {
         Write::Put(decode_as::<Scale>(&body_value(&headers, &body)?, options.validation)?.object)
     };
-    for _ in 0..ATTEMPTS {
+    for _ in 0..crate::objects::CONTENTION_ATTEMPTS {
         let (parent, kv) = objects.get(namespace, name).await?;
         let current = scale_of(&parent);
         let wanted = match &write {
@@ -196,11 +193,25 @@ pub async fn handle(
             .await
         {
             Ok(written) => return Ok(ok(scale_of(&written.object))),
-            Err(ApiError::Conflict { .. }) if pinned.is_none() => continue,
+            // A patch carries the version it read over from the current
+            // Scale, so only a PUT that names one is pinned: a patch is
+            // applied again to what the concurrent write left (the next
+            // round refuses it if the patch itself named an older version).
+            Err(ApiError::Conflict { .. }) if !put_names_version(&write) => continue,
             Err(err) => return Err(err),
         }
     }
     Err(conflict(target.resource.plural, name))
+}
+
+/// Whether the write is a PUT whose Scale names a resourceVersion.
+fn put_names_version(write: &Write) -> bool {
+    match write {
+        Write::Put(scale) => scale["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|rv| !rv.is_empty()),
+        Write::Patch(_) => false,
+    }
 }
 
 fn conflict(plural: &str, name: &str) -> ApiError {
