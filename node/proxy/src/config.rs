@@ -17,6 +17,12 @@ pub struct GatewayConfig {
     /// The cluster IP range (the API server allocates from `10.96.0.0/12`):
     /// made local inside OCI pods, where each cluster IP is served.
     pub service_cidr: String,
+    /// Keep HTTP/1.1 connections to backends open and send later requests on
+    /// them. Off by default: with it on, a Wasm pod that calls a Service through
+    /// the gateway sometimes saw its call reset after a 200 head (the
+    /// greeter/hello-http example, not yet explained), so each request opens
+    /// its own connection until that is understood.
+    pub reuse_backend_connections: bool,
 }
 
 impl Default for GatewayConfig {
@@ -27,6 +33,7 @@ impl Default for GatewayConfig {
             response_timeout: Duration::from_secs(30),
             node_port_ip: [127, 0, 0, 1].into(),
             service_cidr: "10.96.0.0/12".to_string(),
+            reuse_backend_connections: false,
         }
     }
 }

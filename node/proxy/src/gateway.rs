@@ -592,13 +592,15 @@ impl Gateway {
     }
 
     /// A connection to the first candidate from `start` on: an idle pooled
-    /// one, else a new one to the first that accepts.
+    /// one (when the gateway reuses backend connections), else a new one to
+    /// the first that accepts.
     async fn connection_from(
         &self,
         candidates: &[(Endpoint, Upstream)],
         start: usize,
     ) -> Result<(usize, Connection), String> {
-        if let Some((_, upstream)) = candidates.get(start)
+        if self.config.reuse_backend_connections
+            && let Some((_, upstream)) = candidates.get(start)
             && let Some(connection) = self.pool.take(upstream.address())
         {
             return Ok((start, connection));

@@ -189,7 +189,7 @@ pub fn start(
         config: config.clone(),
         scaler,
         caller_token: caller_token.clone(),
-        pool: pool::Pool::default(),
+        pool: pool::Pool::keeping(config.reuse_backend_connections),
     });
     tasks.spawn(publish::run(
         client,

@@ -44,6 +44,9 @@ pub enum Sent {
 #[derive(Default, Clone)]
 pub struct Pool {
     idle: Arc<Mutex<Idle>>,
+    /// Whether connections go back to the pool after their response; when
+    /// not, each one closes once its response has been read.
+    keep: bool,
 }
 
 #[derive(Default)]
@@ -54,6 +57,14 @@ struct Idle {
 }
 
 impl Pool {
+    /// A pool that keeps connections for reuse when `keep` is set.
+    pub fn keeping(keep: bool) -> Pool {
+        Pool {
+            keep,
+            ..Pool::default()
+        }
+    }
+
     /// An idle connection to `address` that still looks open.
     pub fn take(&self, address: &str) -> Option<Connection> {
         let mut idle = self.idle.lock().expect("pool lock");
@@ -91,6 +102,7 @@ impl Pool {
     /// has been read to the end.
     pub async fn send(&self, mut connection: Connection, request: Request<Body>) -> Sent {
         match connection.sender.try_send_request(request).await {
+            Ok(response) if !self.keep => Sent::Response(response),
             Ok(response) => {
                 let pool = self.clone();
                 tokio::spawn(async move {
