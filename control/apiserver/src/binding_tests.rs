@@ -43,9 +43,7 @@ async fn a_pod_is_bound_once_to_the_pod_the_binding_names() {
     let api = ApiServer::new(store.clone(), cancel.clone());
     api.bootstrap().await.unwrap();
     let router = api.router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = crate::serve_on_loopback(router).await;
 
     let pods = "/api/v1/namespaces/default/pods";
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},

@@ -342,6 +342,15 @@ async fn dispatch(
 #[cfg(test)]
 mod fuzz_tests;
 
+/// Serves `router` on a free loopback port for a test; returns its base URL.
+#[cfg(test)]
+pub(crate) async fn serve_on_loopback(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
 #[cfg(test)]
 mod list_page_tests;
 #[cfg(test)]

@@ -54,9 +54,7 @@ async fn pages_stay_at_the_first_pages_revision_and_expire_with_410() {
     let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
     let cancel = CancellationToken::new();
     let router = ApiServer::new(store.clone(), cancel.clone()).router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = crate::serve_on_loopback(router).await;
 
     for i in 0..5 {
         put(&store, &format!("cm-{i}"), "old").await;
@@ -135,9 +133,7 @@ async fn resource_version_and_match_choose_the_state_a_list_reads() {
     let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
     let cancel = CancellationToken::new();
     let router = ApiServer::new(store.clone(), cancel.clone()).router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = crate::serve_on_loopback(router).await;
 
     let early = put(&store, "cm-a", "1").await;
     put(&store, "cm-a", "2").await;

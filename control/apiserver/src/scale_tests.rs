@@ -41,9 +41,7 @@ async fn scale_patches_racing_other_writes_all_land() {
     let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
     let cancel = CancellationToken::new();
     let router = ApiServer::new(store.clone(), cancel.clone()).router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = crate::serve_on_loopback(router).await;
 
     let namespace =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
